@@ -1,0 +1,42 @@
+"""User-facing errors: one line that names the problem and the fix."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+class CnnlabError(Exception):
+    """A problem with the user's input (config, data, checkpoint), not a bug."""
+
+
+class DataError(CnnlabError):
+    """The dataset is missing, corrupt or inconsistent with the config."""
+
+
+class ConfigError(CnnlabError):
+    """A config value is invalid or inconsistent with another one."""
+
+
+def user_error(error: BaseException) -> CnnlabError | None:
+    """The CnnlabError behind ``error``, also when a library (e.g. Hydra's instantiate) wrapped it."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, CnnlabError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+@contextmanager
+def exit_on_user_error() -> Iterator[None]:
+    """Print a user error as one line and exit with status 2; bugs keep their traceback."""
+    try:
+        yield
+    except Exception as error:
+        cause = user_error(error)
+        if cause is None:
+            raise
+        print(f"error: {cause}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -1,0 +1,1 @@
+"""Architectures: one module per model, each selected by a conf/model/<name>.yaml that names its class."""

@@ -1,0 +1,46 @@
+"""Learning-rate schedules over the whole run, stepped once per optimizer step.
+
+Every factory takes ``(optimizer, total_steps)``: the training module supplies ``total_steps`` from
+the trainer (epochs, batches, accumulation and ``limit_train_batches`` included), so a config only
+states the shape of the schedule. Configs select them with ``_partial_: true``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, LRScheduler, MultiStepLR, OneCycleLR, SequentialLR
+
+
+def _with_warmup(optimizer: Optimizer, main: LRScheduler, warmup_steps: int) -> LRScheduler:
+    if warmup_steps <= 0:
+        return main
+    warmup = LinearLR(optimizer, start_factor=1e-3, total_iters=warmup_steps)
+    return SequentialLR(optimizer, [warmup, main], milestones=[warmup_steps])
+
+
+def _warmup_steps(total_steps: int, warmup_fraction: float) -> int:
+    return min(int(round(warmup_fraction * total_steps)), total_steps - 1)
+
+
+def cosine(optimizer: Optimizer, total_steps: int, warmup_fraction: float = 0.0, eta_min: float = 0.0) -> LRScheduler:
+    """Optional linear warm-up, then cosine annealing to ``eta_min`` at the last step."""
+    warmup = _warmup_steps(total_steps, warmup_fraction)
+    main = CosineAnnealingLR(optimizer, T_max=max(total_steps - warmup, 1), eta_min=eta_min)
+    return _with_warmup(optimizer, main, warmup)
+
+
+def onecycle(
+    optimizer: Optimizer, total_steps: int, max_lr: float, pct_start: float = 0.25, div_factor: float = 25.0
+) -> LRScheduler:
+    """Leslie Smith's one-cycle policy (torch's OneCycleLR), peaking at ``max_lr``."""
+    return OneCycleLR(optimizer, max_lr=max_lr, total_steps=total_steps, pct_start=pct_start, div_factor=div_factor)
+
+
+def step(
+    optimizer: Optimizer, total_steps: int, milestones: Sequence[float] = (0.5, 0.75), gamma: float = 0.1
+) -> LRScheduler:
+    """Multiply the LR by ``gamma`` at the given fractions of the run."""
+    steps = sorted({max(1, int(fraction * total_steps)) for fraction in milestones})
+    return MultiStepLR(optimizer, milestones=steps, gamma=gamma)

@@ -1,0 +1,209 @@
+"""One training run: compose the parts from the config, fit, test the best checkpoint, record it."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.loggers import Logger, TensorBoardLogger
+from omegaconf import DictConfig, OmegaConf, open_dict
+from torch import nn
+
+import cnnlab
+from cnnlab.data import ImageDataModule
+from cnnlab.errors import ConfigError
+from cnnlab.module import ClassifierModule
+from cnnlab.runs import RUN_RECORD, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+
+def instantiate_all(section: DictConfig | None) -> list[Any]:
+    """Instantiate every ``_target_`` entry of a config section (callbacks, loggers); empty gives []."""
+    if not section:
+        return []
+    return [instantiate(entry) for entry in section.values() if entry and "_target_" in entry]
+
+
+def count_parameters(net: nn.Module) -> int:
+    return sum(parameter.numel() for parameter in net.parameters())
+
+
+def check_input_shape(net: nn.Module, shape: tuple[int, int, int], num_classes: int, dataset: str) -> None:
+    """Fail early, with the fix, when the model cannot take this dataset's images."""
+    was_training = net.training
+    net.eval()
+    try:
+        with torch.no_grad():
+            logits = net(torch.zeros(2, *shape))
+    except RuntimeError as error:
+        reason = str(error).splitlines()[0]
+        raise ConfigError(
+            f"the model cannot take data={dataset} images of shape {shape} (C, H, W): {reason}; "
+            f"remove model.in_channels / model.image_size overrides so the model takes its shape from the data"
+        ) from error
+    finally:
+        net.train(was_training)
+    if tuple(logits.shape) != (2, num_classes):
+        raise ConfigError(
+            f"the model outputs {tuple(logits.shape[1:])} per image but data={dataset} has {num_classes} classes; "
+            f"remove the model.num_classes override"
+        )
+
+
+def device_name(trainer: L.Trainer) -> str:
+    device = trainer.strategy.root_device
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{device.type} ({os.cpu_count()} cores)" if device.type == "cpu" else device.type
+
+
+def hydra_choice(group: str, fallback: str) -> str:
+    """The option chosen for a config group (e.g. model=smallcnn), when running under Hydra."""
+    if HydraConfig.initialized():
+        return str(HydraConfig.get().runtime.choices.get(group, fallback))
+    return fallback
+
+
+def task_overrides() -> list[str]:
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def _without_validation(cfg: DictConfig) -> None:
+    """data.val_size=0: keep the last epoch (nothing to select on), no early stopping, no val loop."""
+    with open_dict(cfg):
+        if cfg.get("callbacks"):
+            if cfg.callbacks.get("early_stopping"):
+                raise ConfigError("early stopping needs a validation set: set data.val_size > 0 or drop it")
+            if cfg.callbacks.get("model_checkpoint"):
+                cfg.callbacks.model_checkpoint.monitor = None
+                cfg.callbacks.model_checkpoint.save_top_k = 1
+        cfg.trainer.limit_val_batches = 0
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Fit, test and write the run record; returns the record."""
+    output_dir = Path(cfg.paths.output_dir)
+    if (output_dir / RUN_RECORD).exists():
+        raise ConfigError(
+            f"{output_dir} already holds a finished run ({RUN_RECORD}); choose another hydra.run.dir, "
+            f"nothing was overwritten"
+        )
+    if cfg.trainer.get("max_epochs") is not None and 0 <= cfg.trainer.max_epochs < 1:
+        raise ConfigError(f"trainer.max_epochs={cfg.trainer.max_epochs} trains nothing; use 1 or more")
+    started_at = datetime.now(timezone.utc)
+    L.seed_everything(cfg.seed, workers=True)
+    if torch.cuda.is_available():
+        torch.set_float32_matmul_precision("high")
+
+    datamodule: ImageDataModule = instantiate(cfg.data)
+    if not datamodule.has_validation:
+        _without_validation(cfg)
+    net: nn.Module = instantiate(cfg.model)
+    check_input_shape(net, datamodule.shape, datamodule.num_classes, datamodule.name)
+    module = ClassifierModule(
+        net,
+        optimizer=instantiate(cfg.optimizer),
+        scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
+        num_classes=datamodule.num_classes,
+        label_smoothing=cfg.loss.label_smoothing,
+    )
+    module.example_input_array = torch.zeros(2, *datamodule.shape)  # in/out sizes in the model summary
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    module.run_config = resolved
+
+    callbacks: list[Callback] = instantiate_all(cfg.get("callbacks"))
+    loggers: list[Logger] = instantiate_all(cfg.get("logger"))
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+
+    fit_start = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule)
+    train_time = time.perf_counter() - fit_start
+
+    checkpoint = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
+    best_path = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
+    best_score = checkpoint.best_model_score if checkpoint is not None and checkpoint.monitor else None
+    if best_score is None and datamodule.has_validation and "val/acc" in trainer.callback_metrics:
+        best_score = trainer.callback_metrics["val/acc"]  # no checkpointing: the last epoch's figure
+    stopped_early = any(isinstance(c, EarlyStopping) and c.stopped_epoch > 0 for c in trainer.callbacks)
+
+    test_metrics: dict[str, float] = {}
+    if cfg.get("test", True):
+        if best_path is None:
+            log.warning("no checkpoint was saved: testing the final weights")
+        trainer.test(module, datamodule=datamodule, ckpt_path=best_path, verbose=False)
+        test_metrics = {key: float(value) for key, value in trainer.callback_metrics.items() if key.startswith("test/")}
+
+    model_name = hydra_choice("model", type(net).__name__.lower())
+    record: dict[str, Any] = {
+        "status": "completed",
+        "model": model_name,
+        "dataset": datamodule.name,
+        "params": count_parameters(net),
+        "epochs": trainer.current_epoch,
+        "max_epochs": cfg.trainer.max_epochs,
+        "stopped_early": stopped_early,
+        "seed": cfg.seed,
+        "train_time_s": round(train_time, 2),
+        "best_val_acc": float(best_score) if best_score is not None else None,
+        "test_acc": test_metrics.get("test/acc"),
+        "test_f1_macro": test_metrics.get("test/f1_macro"),
+        "test_loss": test_metrics.get("test/loss"),
+        "train_images": len(datamodule.train_set) if datamodule.train_set is not None else None,
+        "val_images": datamodule.val_size,
+        "test_images": len(datamodule.test_set) if datamodule.test_set is not None else None,
+        "batch_size": datamodule.batch_size,
+        "optimizer": hydra_choice("optimizer", cfg.optimizer._target_),
+        "lr": cfg.optimizer.get("lr"),
+        "scheduler": hydra_choice("scheduler", "none"),
+        "device": device_name(trainer),
+        "precision": str(trainer.precision),
+        "best_checkpoint": os.path.relpath(best_path, output_dir) if best_path else None,
+        "overrides": task_overrides(),
+        "run_dir": str(output_dir),
+        "started_at": started_at.isoformat(timespec="seconds"),
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "versions": {"cnnlab": cnnlab.__version__, "torch": torch.__version__, "lightning": L.__version__},
+    }
+    hparams = _flatten(resolved)
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):  # the HParams tab pairs the config with the final metrics
+            logger.log_hyperparams(hparams, {f"hparams/{key}": value for key, value in test_metrics.items()})
+        else:
+            logger.log_hyperparams(hparams)
+    write_json_atomic(output_dir / RUN_RECORD, record)
+    print(summary_line(record))
+    return record
+
+
+def _flatten(config: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested config -> {"optimizer.lr": 0.1, ...}, lists as strings (TensorBoard's HParams needs scalars)."""
+    if isinstance(config, dict):
+        flat: dict[str, Any] = {}
+        for key, value in config.items():
+            if key != "hydra":
+                flat.update(_flatten(value, f"{prefix}{key}."))
+        return flat
+    value = config if isinstance(config, (int, float, str, bool)) or config is None else str(config)
+    return {prefix.rstrip("."): "None" if value is None else value}
+
+
+def summary_line(record: dict[str, Any]) -> str:
+    def fmt(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.4f}"
+
+    return (
+        f"{record['model']} on {record['dataset']}: test acc {fmt(record['test_acc'])}, "
+        f"macro-F1 {fmt(record['test_f1_macro'])}, best val acc {fmt(record['best_val_acc'])}, "
+        f"{record['params']:,} params, {record['epochs']} epochs in {record['train_time_s']:.1f} s "
+        f"on {record['device']} -> {record['run_dir']}"
+    )

@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.datasets import write_all
+from cnnlab.runs import read_run_record
+
+REPO = Path(__file__).resolve().parents[1]
+CONF = REPO / "conf"
+
+# Small, fast overrides for every test run through the entry point.
+TINY = [
+    "data.num_workers=0",
+    "data.val_size=40",
+    "data.batch_size=32",
+    "trainer.max_epochs=1",
+    "trainer.accelerator=cpu",
+    "logger=csv",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data root with tiny CIFAR-10 / MNIST / Fashion-MNIST files in the real formats."""
+    return write_all(tmp_path_factory.mktemp("data"))
+
+
+def run_entry(module: str, args: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run ``python -m <module> <args>`` in this process (saves the torch import per run)."""
+    entry = __import__(module)
+    monkeypatch.setattr(sys, "argv", [module, *args])
+    entry.main()
+
+
+@pytest.fixture
+def train_run(tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., dict[str, Any]]:
+    """Train through the real entry point on the tiny data; returns the run record."""
+    counter = iter(range(1000))
+
+    def run(*overrides: str, run_dir: Path | None = None) -> dict[str, Any]:
+        run_dir = run_dir or tmp_path / f"run{next(counter)}"
+        args = [f"hydra.run.dir={run_dir}", f"data.root={tiny_data}", *TINY, *overrides]
+        run_entry("train", args, monkeypatch)
+        return read_run_record(run_dir)
+
+    return run
+
+
+def run_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run ``python <args>`` in a subprocess, as a user would."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=600
+    )
