@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import hydra
 from omegaconf import DictConfig
 
+# conf/ beside src/ (editable install); absolute so Hydra finds it however this module is imported
+CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
     from cnnlab.errors import exit_on_user_error
     from cnnlab.training import train
