@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from tests.datasets import write_all
 from cnnlab.runs import read_run_record
+from tests.datasets import write_all
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
@@ -40,7 +40,9 @@ def run_entry(module: str, args: list[str], monkeypatch: pytest.MonkeyPatch) -> 
 
 
 @pytest.fixture
-def train_run(tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., dict[str, Any]]:
+def train_run(
+    tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., dict[str, Any]]:
     """Train through the real entry point on the tiny data; returns the run record."""
     counter = iter(range(1000))
 

@@ -43,7 +43,20 @@ def write_cifar10(root: Path, train_per_batch: int = 40, test: int = 100) -> Pat
         }
         with (folder / name).open("wb") as file:
             pickle.dump(batch, file)
-    meta = {"label_names": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]}
+    meta = {
+        "label_names": [
+            "airplane",
+            "automobile",
+            "bird",
+            "cat",
+            "deer",
+            "dog",
+            "frog",
+            "horse",
+            "ship",
+            "truck",
+        ]
+    }
     with (folder / "batches.meta").open("wb") as file:
         pickle.dump(meta, file)
     return folder

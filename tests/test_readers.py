@@ -43,7 +43,9 @@ def test_mnist_reader_reads_gz_or_plain_idx_without_writing(tmp_path: Path, gz: 
     assert torch.equal(train.labels, torch.from_numpy(labels))
 
 
-def test_fashion_mnist_falls_back_to_the_debian_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fashion_mnist_falls_back_to_the_debian_package(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     debian = write_mnist_like(tmp_path / "debian", train=30, test=10, gz=True)
     monkeypatch.setattr(readers, "DEBIAN_FASHION_MNIST", debian)
     split = readers.read_fashion_mnist(tmp_path / "empty-root", train=True)
@@ -51,7 +53,9 @@ def test_fashion_mnist_falls_back_to_the_debian_package(tmp_path: Path, monkeypa
 
 
 @pytest.mark.parametrize("name", ["cifar10", "mnist", "fashion_mnist"])
-def test_missing_data_names_the_path_and_the_fixes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name) -> None:
+def test_missing_data_names_the_path_and_the_fixes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name
+) -> None:
     monkeypatch.setattr(readers, "DEBIAN_FASHION_MNIST", tmp_path / "not-installed")
     with pytest.raises(DataError) as error:
         readers.source(name).read(tmp_path, True)
@@ -89,7 +93,9 @@ def test_failed_download_says_what_to_do(tmp_path: Path, monkeypatch: pytest.Mon
     def offline(*args, **kwargs):
         raise urllib.error.URLError("Temporary failure in name resolution")
 
-    monkeypatch.setitem(readers.SOURCES, "mnist", replace(readers.SOURCES["mnist"], torchvision_class=offline))
+    monkeypatch.setitem(
+        readers.SOURCES, "mnist", replace(readers.SOURCES["mnist"], torchvision_class=offline)
+    )
     with pytest.raises(DataError, match="downloading MNIST .* failed .*data.download=false"):
         readers.download("mnist", tmp_path)
 

@@ -55,21 +55,42 @@ SHORT = ["trainer.max_epochs=1", "data.num_workers=0", "trainer.accelerator=cpu"
 
 @needs("mnist")
 def test_real_mnist_smallcnn_learns(train_run) -> None:
-    record = train_run("model=smallcnn", "data=mnist", f"data.root={DATA_ROOT}", *SHORT,
-                       "data.val_size=5000", "data.batch_size=128", "+trainer.limit_train_batches=120")
+    record = train_run(
+        "model=smallcnn",
+        "data=mnist",
+        f"data.root={DATA_ROOT}",
+        *SHORT,
+        "data.val_size=5000",
+        "data.batch_size=128",
+        "+trainer.limit_train_batches=120",
+    )
     assert record["test_images"] == 10_000 and record["test_acc"] > 0.90
 
 
 @needs("fashion_mnist")
 def test_real_fashion_mnist_smallcnn_learns(train_run) -> None:
-    record = train_run("model=smallcnn", "data=fashion_mnist", f"data.root={DATA_ROOT}", *SHORT,
-                       "data.val_size=5000", "data.batch_size=128", "+trainer.limit_train_batches=120")
+    record = train_run(
+        "model=smallcnn",
+        "data=fashion_mnist",
+        f"data.root={DATA_ROOT}",
+        *SHORT,
+        "data.val_size=5000",
+        "data.batch_size=128",
+        "+trainer.limit_train_batches=120",
+    )
     assert record["test_acc"] > 0.70
 
 
 @needs("cifar10")
 def test_real_cifar10_smallcnn_learns(train_run) -> None:
-    record = train_run("model=smallcnn", "data=cifar10", f"data.root={DATA_ROOT}", *SHORT,
-                       "data.val_size=1000", "data.batch_size=128", "+trainer.limit_train_batches=80",
-                       "+trainer.limit_test_batches=20")
+    record = train_run(
+        "model=smallcnn",
+        "data=cifar10",
+        f"data.root={DATA_ROOT}",
+        *SHORT,
+        "data.val_size=1000",
+        "data.batch_size=128",
+        "+trainer.limit_train_batches=80",
+        "+trainer.limit_test_batches=20",
+    )
     assert record["test_acc"] > 0.30

@@ -22,7 +22,7 @@ def test_cosine_anneals_from_the_base_lr_to_eta_min_over_the_run() -> None:
     assert seen[0] == pytest.approx(0.1)
     assert seen[50] == pytest.approx((0.1 + 0.001) / 2, rel=0.05)
     assert seen[-1] == pytest.approx(0.001, abs=1e-3)
-    assert all(a >= b for a, b in zip(seen, seen[1:]))
+    assert all(a >= b for a, b in zip(seen, seen[1:], strict=False))
 
 
 def test_cosine_warmup_rises_then_anneals() -> None:
@@ -38,4 +38,8 @@ def test_onecycle_peaks_at_max_lr() -> None:
 
 def test_step_decays_at_fractions_of_the_run() -> None:
     seen = lrs(schedulers.step, 100, milestones=[0.5, 0.75], gamma=0.1)
-    assert seen[49] == pytest.approx(0.1) and seen[50] == pytest.approx(0.01) and seen[75] == pytest.approx(0.001)
+    assert (
+        seen[49] == pytest.approx(0.1)
+        and seen[50] == pytest.approx(0.01)
+        and seen[75] == pytest.approx(0.001)
+    )

@@ -62,8 +62,15 @@ class ClassifierModule(L.LightningModule):
         loss = self.criterion(logits, labels)
         metrics: MetricCollection = getattr(self, f"{stage}_metrics")
         metrics.update(logits.detach(), labels)
-        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(labels),
-                 sync_dist=stage != "train")
+        self.log(
+            f"{stage}/loss",
+            loss,
+            on_step=False,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=len(labels),
+            sync_dist=stage != "train",
+        )
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage != "train")
         return loss
 
@@ -86,7 +93,9 @@ class ClassifierModule(L.LightningModule):
             return optimizer
         total_steps = self.trainer.estimated_stepping_batches
         if not math.isfinite(total_steps):
-            raise ConfigError("a learning-rate schedule needs a finite run: set trainer.max_epochs, or scheduler=none")
+            raise ConfigError(
+                "a learning-rate schedule needs a finite run: set trainer.max_epochs, or scheduler=none"
+            )
         scheduler = self.scheduler_factory(optimizer, total_steps=int(total_steps))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 

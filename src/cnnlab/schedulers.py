@@ -10,7 +10,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from torch.optim import Optimizer
-from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, LRScheduler, MultiStepLR, OneCycleLR, SequentialLR
+from torch.optim.lr_scheduler import (
+    CosineAnnealingLR,
+    LinearLR,
+    LRScheduler,
+    MultiStepLR,
+    OneCycleLR,
+    SequentialLR,
+)
 
 
 def _with_warmup(optimizer: Optimizer, main: LRScheduler, warmup_steps: int) -> LRScheduler:
@@ -24,7 +31,9 @@ def _warmup_steps(total_steps: int, warmup_fraction: float) -> int:
     return min(int(round(warmup_fraction * total_steps)), total_steps - 1)
 
 
-def cosine(optimizer: Optimizer, total_steps: int, warmup_fraction: float = 0.0, eta_min: float = 0.0) -> LRScheduler:
+def cosine(
+    optimizer: Optimizer, total_steps: int, warmup_fraction: float = 0.0, eta_min: float = 0.0
+) -> LRScheduler:
     """Optional linear warm-up, then cosine annealing to ``eta_min`` at the last step."""
     warmup = _warmup_steps(total_steps, warmup_fraction)
     main = CosineAnnealingLR(optimizer, T_max=max(total_steps - warmup, 1), eta_min=eta_min)
@@ -35,7 +44,9 @@ def onecycle(
     optimizer: Optimizer, total_steps: int, max_lr: float, pct_start: float = 0.25, div_factor: float = 25.0
 ) -> LRScheduler:
     """Leslie Smith's one-cycle policy (torch's OneCycleLR), peaking at ``max_lr``."""
-    return OneCycleLR(optimizer, max_lr=max_lr, total_steps=total_steps, pct_start=pct_start, div_factor=div_factor)
+    return OneCycleLR(
+        optimizer, max_lr=max_lr, total_steps=total_steps, pct_start=pct_start, div_factor=div_factor
+    )
 
 
 def step(

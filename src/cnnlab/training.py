@@ -49,14 +49,15 @@ def check_input_shape(net: nn.Module, shape: tuple[int, int, int], num_classes: 
         reason = str(error).splitlines()[0]
         raise ConfigError(
             f"the model cannot take data={dataset} images of shape {shape} (C, H, W): {reason}; "
-            f"remove model.in_channels / model.image_size overrides so the model takes its shape from the data"
+            "remove model.in_channels / model.image_size overrides so the model takes its shape "
+            "from the data"
         ) from error
     finally:
         net.train(was_training)
     if tuple(logits.shape) != (2, num_classes):
         raise ConfigError(
-            f"the model outputs {tuple(logits.shape[1:])} per image but data={dataset} has {num_classes} classes; "
-            f"remove the model.num_classes override"
+            f"the model outputs {tuple(logits.shape[1:])} per image but data={dataset} has "
+            f"{num_classes} classes; remove the model.num_classes override"
         )
 
 
@@ -141,7 +142,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         if best_path is None:
             log.warning("no checkpoint was saved: testing the final weights")
         trainer.test(module, datamodule=datamodule, ckpt_path=best_path, verbose=False)
-        test_metrics = {key: float(value) for key, value in trainer.callback_metrics.items() if key.startswith("test/")}
+        test_metrics = {
+            key: float(value) for key, value in trainer.callback_metrics.items() if key.startswith("test/")
+        }
 
     model_name = hydra_choice("model", type(net).__name__.lower())
     record: dict[str, Any] = {

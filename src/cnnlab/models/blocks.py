@@ -5,7 +5,9 @@ from __future__ import annotations
 from torch import nn
 
 
-def conv_bn_relu(in_channels: int, out_channels: int, stride: int = 1, batch_norm: bool = True) -> nn.Sequential:
+def conv_bn_relu(
+    in_channels: int, out_channels: int, stride: int = 1, batch_norm: bool = True
+) -> nn.Sequential:
     """3x3 conv -> BN -> ReLU.
 
     The conv has no bias when BN follows: BN subtracts the batch mean, which cancels any bias, and
