@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -91,8 +92,18 @@ def _without_validation(cfg: DictConfig) -> None:
         cfg.trainer.limit_val_batches = 0
 
 
+def quiet_library_noise() -> None:
+    """Print each Lightning log line once, and hide a deprecation warning users cannot act on."""
+    if logging.getLogger().handlers:
+        # `import lightning` gives its logger its own console handler; under Hydra the root logger
+        # already prints to the console and train.log, so every line would appear twice.
+        logging.getLogger("lightning").handlers.clear()
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, test and write the run record; returns the record."""
+    quiet_library_noise()
     output_dir = Path(cfg.paths.output_dir)
     if (output_dir / RUN_RECORD).exists():
         raise ConfigError(
