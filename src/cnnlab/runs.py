@@ -5,8 +5,16 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+import lightning as L
+import torch
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+import cnnlab
 
 RUN_RECORD = "metrics.json"
 
@@ -24,3 +32,43 @@ def read_run_record(run_dir: Path) -> dict[str, Any]:
     """The record of a finished run."""
     with (Path(run_dir) / RUN_RECORD).open() as file:
         return json.load(file)
+
+
+def hydra_choice(group: str, fallback: str) -> str:
+    """The option chosen for a config group (e.g. model=smallcnn), when running under Hydra."""
+    if HydraConfig.initialized():
+        return str(HydraConfig.get().runtime.choices.get(group, fallback))
+    return fallback
+
+
+def task_overrides() -> list[str]:
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def common_record(cfg: DictConfig, datamodule: Any, started_at: datetime) -> dict[str, Any]:
+    """The record fields every run has, neural or classical; each model path adds its own."""
+    return {
+        "status": "completed",
+        "model": hydra_choice("model", str(cfg.model.get("_target_", "?")).rsplit(".", 1)[-1].lower()),
+        "dataset": datamodule.name,
+        "seed": cfg.seed,
+        "overrides": task_overrides(),
+        "run_dir": str(cfg.paths.output_dir),
+        "started_at": started_at.isoformat(timespec="seconds"),
+        "versions": {"cnnlab": cnnlab.__version__, "torch": torch.__version__, "lightning": L.__version__},
+    }
+
+
+def summary_line(record: dict[str, Any]) -> str:
+    """The one line printed at the end of a run."""
+
+    def fmt(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.4f}"
+
+    epochs = f"{record['epochs']} epochs " if record.get("epochs") is not None else ""
+    return (
+        f"{record['model']} on {record['dataset']}: test acc {fmt(record.get('test_acc'))}, "
+        f"macro-F1 {fmt(record.get('test_f1_macro'))}, best val acc {fmt(record.get('best_val_acc'))}, "
+        f"{record.get('params', 0):,} params, {epochs}in {record.get('train_time_s', 0):.1f} s "
+        f"on {record.get('device', '?')} -> {record['run_dir']}"
+    )

@@ -12,18 +12,16 @@ from typing import Any
 
 import lightning as L
 import torch
-from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 
-import cnnlab
 from cnnlab.data import ImageDataModule
 from cnnlab.errors import ConfigError
 from cnnlab.module import ClassifierModule
-from cnnlab.runs import RUN_RECORD, write_json_atomic
+from cnnlab.runs import RUN_RECORD, common_record, hydra_choice, summary_line, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -69,17 +67,6 @@ def device_name(trainer: L.Trainer) -> str:
     return f"{device.type} ({os.cpu_count()} cores)" if device.type == "cpu" else device.type
 
 
-def hydra_choice(group: str, fallback: str) -> str:
-    """The option chosen for a config group (e.g. model=smallcnn), when running under Hydra."""
-    if HydraConfig.initialized():
-        return str(HydraConfig.get().runtime.choices.get(group, fallback))
-    return fallback
-
-
-def task_overrides() -> list[str]:
-    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
-
-
 def _without_validation(cfg: DictConfig) -> None:
     """data.val_size=0: keep the last epoch (nothing to select on), no early stopping, no val loop."""
     with open_dict(cfg):
@@ -110,17 +97,31 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             f"{output_dir} already holds a finished run ({RUN_RECORD}); choose another hydra.run.dir, "
             f"nothing was overwritten"
         )
-    if cfg.trainer.get("max_epochs") is not None and 0 <= cfg.trainer.max_epochs < 1:
-        raise ConfigError(f"trainer.max_epochs={cfg.trainer.max_epochs} trains nothing; use 1 or more")
     started_at = datetime.now(timezone.utc)
     L.seed_everything(cfg.seed, workers=True)
+    datamodule: ImageDataModule = instantiate(cfg.data)
+    model = instantiate(cfg.model)
+    if isinstance(model, nn.Module):
+        results = fit_network(cfg, model, datamodule, output_dir)
+    else:
+        raise ConfigError(f"model={hydra_choice('model', '?')} is not a torch module")
+    record = {**common_record(cfg, datamodule, started_at), **results}
+    record["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    write_json_atomic(output_dir / RUN_RECORD, record)
+    print(summary_line(record))
+    return record
+
+
+def fit_network(
+    cfg: DictConfig, net: nn.Module, datamodule: ImageDataModule, output_dir: Path
+) -> dict[str, Any]:
+    """Train a neural network with Lightning, test its best checkpoint; the run-specific record fields."""
+    if cfg.trainer.get("max_epochs") is not None and 0 <= cfg.trainer.max_epochs < 1:
+        raise ConfigError(f"trainer.max_epochs={cfg.trainer.max_epochs} trains nothing; use 1 or more")
     if torch.cuda.is_available():
         torch.set_float32_matmul_precision("high")
-
-    datamodule: ImageDataModule = instantiate(cfg.data)
     if not datamodule.has_validation:
         _without_validation(cfg)
-    net: nn.Module = instantiate(cfg.model)
     check_input_shape(net, datamodule.shape, datamodule.num_classes, datamodule.name)
     module = ClassifierModule(
         net,
@@ -157,16 +158,17 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             key: float(value) for key, value in trainer.callback_metrics.items() if key.startswith("test/")
         }
 
-    model_name = hydra_choice("model", type(net).__name__.lower())
-    record: dict[str, Any] = {
-        "status": "completed",
-        "model": model_name,
-        "dataset": datamodule.name,
+    hparams = _flatten(resolved)
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):  # the HParams tab pairs the config with the final metrics
+            logger.log_hyperparams(hparams, {f"hparams/{key}": value for key, value in test_metrics.items()})
+        else:
+            logger.log_hyperparams(hparams)
+    return {
         "params": count_parameters(net),
         "epochs": trainer.current_epoch,
         "max_epochs": cfg.trainer.max_epochs,
         "stopped_early": stopped_early,
-        "seed": cfg.seed,
         "train_time_s": round(train_time, 2),
         "best_val_acc": float(best_score) if best_score is not None else None,
         "test_acc": test_metrics.get("test/acc"),
@@ -182,21 +184,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "device": device_name(trainer),
         "precision": str(trainer.precision),
         "best_checkpoint": os.path.relpath(best_path, output_dir) if best_path else None,
-        "overrides": task_overrides(),
-        "run_dir": str(output_dir),
-        "started_at": started_at.isoformat(timespec="seconds"),
-        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "versions": {"cnnlab": cnnlab.__version__, "torch": torch.__version__, "lightning": L.__version__},
     }
-    hparams = _flatten(resolved)
-    for logger in trainer.loggers:
-        if isinstance(logger, TensorBoardLogger):  # the HParams tab pairs the config with the final metrics
-            logger.log_hyperparams(hparams, {f"hparams/{key}": value for key, value in test_metrics.items()})
-        else:
-            logger.log_hyperparams(hparams)
-    write_json_atomic(output_dir / RUN_RECORD, record)
-    print(summary_line(record))
-    return record
 
 
 def _flatten(config: Any, prefix: str = "") -> dict[str, Any]:
@@ -209,15 +197,3 @@ def _flatten(config: Any, prefix: str = "") -> dict[str, Any]:
         return flat
     value = config if isinstance(config, (int, float, str, bool)) or config is None else str(config)
     return {prefix.rstrip("."): "None" if value is None else value}
-
-
-def summary_line(record: dict[str, Any]) -> str:
-    def fmt(value: float | None) -> str:
-        return "n/a" if value is None else f"{value:.4f}"
-
-    return (
-        f"{record['model']} on {record['dataset']}: test acc {fmt(record['test_acc'])}, "
-        f"macro-F1 {fmt(record['test_f1_macro'])}, best val acc {fmt(record['best_val_acc'])}, "
-        f"{record['params']:,} params, {record['epochs']} epochs in {record['train_time_s']:.1f} s "
-        f"on {record['device']} -> {record['run_dir']}"
-    )

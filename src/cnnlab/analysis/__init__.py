@@ -1,0 +1,1 @@
+"""Evaluation and interpretation of trained models: reports, figures, TensorBoard images."""
