@@ -1,4 +1,4 @@
-"""Callback factories that pick Rich output in a terminal and plain output elsewhere.
+"""Callbacks: terminal-aware progress output, and throughput per epoch.
 
 Rich redraws live displays that turn into thousands of wrapped lines when stdout is a file
 (CI, nohup, a pipe), so without a terminal the plain Lightning equivalents are used.
@@ -7,8 +7,13 @@ Rich redraws live displays that turn into thousands of wrapped lines when stdout
 from __future__ import annotations
 
 import sys
+import time
+from typing import Any
 
+import lightning as L
+import torch
 from lightning.pytorch.callbacks import (
+    Callback,
     ModelSummary,
     ProgressBar,
     RichModelSummary,
@@ -31,3 +36,33 @@ def progress_bar(refresh_rate: int = 1) -> ProgressBar:
 def model_summary(max_depth: int = -1) -> ModelSummary:
     """Per-layer parameter table: Rich in a terminal, plain text elsewhere."""
     return RichModelSummary(max_depth=max_depth) if _in_terminal() else ModelSummary(max_depth=max_depth)
+
+
+class EpochThroughput(Callback):
+    """Log training images per second for each epoch (``train/images_per_s``).
+
+    The clock covers the whole epoch loop (data, forward, backward, optimizer), which is what a user
+    waits for; the device is synchronised only at the epoch's ends.
+    """
+
+    def __init__(self) -> None:
+        self.images = 0
+        self.start = 0.0
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        _synchronize(pl_module.device)
+        self.images, self.start = 0, time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self.images += len(batch[0])
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        _synchronize(pl_module.device)
+        elapsed = time.perf_counter() - self.start
+        if self.images and elapsed > 0:
+            pl_module.log("train/images_per_s", self.images * trainer.world_size / elapsed)
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

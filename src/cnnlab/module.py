@@ -52,8 +52,12 @@ class ClassifierModule(L.LightningModule):
         self.test_metrics = metrics.clone(prefix="test/")
         # The resolved run config, stored in every checkpoint so that a checkpoint alone rebuilds its model.
         self.run_config: dict[str, Any] | None = None
+        # NHWC inputs to match a channels_last net (model.channels_last): faster convs on tensor cores
+        self.channels_last = False
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
         return self.net(images)
 
     def _shared_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:

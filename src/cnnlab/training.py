@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
 import warnings
 from datetime import datetime, timezone
@@ -79,6 +80,30 @@ def _without_validation(cfg: DictConfig) -> None:
         cfg.trainer.limit_val_batches = 0
 
 
+def resolve_precision(trainer_cfg: DictConfig) -> str | int:
+    """``trainer.precision=auto``: bf16 autocast on a GPU that supports it, else full fp32."""
+    precision = trainer_cfg.get("precision", "32-true")
+    if precision != "auto":
+        return precision
+    gpu_allowed = trainer_cfg.get("accelerator", "auto") in ("auto", "gpu", "cuda")
+    if gpu_allowed and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return "bf16-mixed"
+    return "32-true"
+
+
+def compile_network(net: nn.Module) -> None:
+    """torch.compile the network in place (state-dict keys unchanged), or say why not and go on."""
+    if not torch._dynamo.is_dynamo_supported():
+        log.warning(
+            "compile=true: torch.compile is not supported on this Python/platform; training uncompiled"
+        )
+        return
+    if not torch.cuda.is_available() and shutil.which(os.environ.get("CXX", "g++")) is None:
+        log.warning("compile=true: torch.compile on the CPU needs a C++ compiler (g++); training uncompiled")
+        return
+    net.compile()
+
+
 def quiet_library_noise() -> None:
     """Print each Lightning log line once, and hide a deprecation warning users cannot act on."""
     if logging.getLogger().handlers:
@@ -100,11 +125,16 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     started_at = datetime.now(timezone.utc)
     L.seed_everything(cfg.seed, workers=True)
     datamodule: ImageDataModule = instantiate(cfg.data)
-    model = instantiate(cfg.model)
+    # model.channels_last is a layout option of the run, not an argument of the model class
+    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
+    model_cfg.pop("channels_last", None)
+    model = instantiate(model_cfg)
     if isinstance(model, nn.Module):
         results = fit_network(cfg, model, datamodule, output_dir)
     else:
-        raise ConfigError(f"model={hydra_choice('model', '?')} is not a torch module")
+        from cnnlab.baselines.runner import fit_classical  # sklearn / skimage load only for classical models
+
+        results = fit_classical(cfg, model, datamodule, output_dir)
     record = {**common_record(cfg, datamodule, started_at), **results}
     record["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     write_json_atomic(output_dir / RUN_RECORD, record)
@@ -131,12 +161,19 @@ def fit_network(
         label_smoothing=cfg.loss.label_smoothing,
     )
     module.example_input_array = torch.zeros(2, *datamodule.shape)  # in/out sizes in the model summary
+    if cfg.model.get("channels_last"):
+        net.to(memory_format=torch.channels_last)
+        module.channels_last = True
+    if cfg.get("compile"):
+        compile_network(net)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     module.run_config = resolved
 
     callbacks: list[Callback] = instantiate_all(cfg.get("callbacks"))
     loggers: list[Logger] = instantiate_all(cfg.get("logger"))
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    trainer: L.Trainer = instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, precision=resolve_precision(cfg.trainer)
+    )
 
     fit_start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule)

@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from cnnlab.data import readers
+from cnnlab.data.device_loader import DeviceBatches, batch_transforms
 from cnnlab.data.readers import ImageSplit
 from cnnlab.data.transforms import Normalize, augmentation
 from cnnlab.errors import ConfigError, DataError
@@ -23,7 +24,9 @@ log = logging.getLogger(__name__)
 class IndexedImages(Dataset):
     """A view of some images of a split, with an optional per-sample transform."""
 
-    def __init__(self, split: ImageSplit, indices: torch.Tensor | None = None, transform: Callable | None = None):
+    def __init__(
+        self, split: ImageSplit, indices: torch.Tensor | None = None, transform: Callable | None = None
+    ):
         self.split = split
         self.indices = torch.arange(len(split)) if indices is None else indices
         self.transform = transform
@@ -72,6 +75,7 @@ class ImageDataModule(L.LightningDataModule):
         num_workers: int | str = "auto",
         pin_memory: bool = True,
         augment: Sequence[Callable] = (),
+        loader: str = "torch",
     ) -> None:
         super().__init__()
         self.source = readers.source(name)
@@ -90,6 +94,12 @@ class ImageDataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.num_workers = resolve_num_workers(num_workers)
         self.pin_memory = pin_memory
+        if loader not in ("torch", "tensor"):
+            raise ConfigError(
+                f"data.loader={loader!r} is unknown; use torch (DataLoader) or tensor (on the device)"
+            )
+        self.loader = loader
+        self.augment = list(augment)
         self.train_transform = augmentation(augment)
         self.normalize = Normalize(mean, std)
         self.train_set: IndexedImages | None = None
@@ -108,7 +118,9 @@ class ImageDataModule(L.LightningDataModule):
                 f"says {self.shape}; fix data.channels / data.image_size or the files under {self.root}"
             )
         if len(split) and int(split.labels.max()) >= self.num_classes:
-            raise DataError(f"{self.source.title} has label {int(split.labels.max())} >= {self.num_classes} classes")
+            raise DataError(
+                f"{self.source.title} has label {int(split.labels.max())} >= {self.num_classes} classes"
+            )
         return split
 
     def setup(self, stage: str | None = None) -> None:
@@ -131,21 +143,28 @@ class ImageDataModule(L.LightningDataModule):
             self.val_set = IndexedImages(split, self.val_indices)
             log.info(
                 "%s: %d training / %d validation images (split seed %d)",
-                self.source.title, len(self.train_indices), self.val_size, self.split_seed,
+                self.source.title,
+                len(self.train_indices),
+                self.val_size,
+                self.split_seed,
             )
         else:
             log.warning(
                 "%s: data.val_size=0, training on all %d training images with no validation; "
-                "the last epoch's model is the one tested", self.source.title, len(split),
+                "the last epoch's model is the one tested",
+                self.source.title,
+                len(split),
             )
 
     @property
     def has_validation(self) -> bool:
         return self.val_size > 0
 
-    def _loader(self, dataset: Dataset | None, train: bool) -> DataLoader:
+    def _loader(self, dataset: IndexedImages | None, train: bool) -> DataLoader | DeviceBatches:
         if dataset is None:
             raise RuntimeError("setup() must run before asking for a loader")
+        if self.loader == "tensor":
+            return self._device_batches(dataset, train)
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
@@ -154,6 +173,21 @@ class ImageDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             pin_memory=self.pin_memory and torch.cuda.is_available(),
             persistent_workers=self.num_workers > 0,
+        )
+
+    def _device_batches(self, dataset: IndexedImages, train: bool) -> DeviceBatches:
+        trainer = self.trainer  # None outside a Trainer (tests, analysis)
+        return DeviceBatches(
+            dataset.split.images[dataset.indices],
+            dataset.split.labels[dataset.indices],
+            batch_size=self.batch_size,
+            shuffle=train,
+            drop_last=train and len(dataset) > self.batch_size,
+            transforms=batch_transforms(self.augment) if train else (),
+            seed=torch.initial_seed(),  # the run's seed after seed_everything
+            device=trainer.strategy.root_device if trainer is not None else "cpu",
+            rank=trainer.global_rank if trainer is not None else 0,
+            world_size=trainer.world_size if trainer is not None else 1,
         )
 
     def train_dataloader(self) -> DataLoader:

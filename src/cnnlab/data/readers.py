@@ -115,9 +115,7 @@ def _read_mnist_like(title: str, folders: list[Path], root: Path, train: bool) -
     images, labels = read_idx(images_path), read_idx(labels_path)
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
         raise _corrupt(images_path, f"images {images.shape} do not match labels {labels.shape}")
-    return ImageSplit(
-        torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))
-    )
+    return ImageSplit(torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64)))
 
 
 def read_mnist(root: Path, train: bool) -> ImageSplit:
@@ -127,13 +125,17 @@ def read_mnist(root: Path, train: bool) -> ImageSplit:
 
 def read_fashion_mnist(root: Path, train: bool) -> ImageSplit:
     """Read Fashion-MNIST from ``root/FashionMNIST/raw``, else from Debian's dataset-fashion-mnist."""
-    return _read_mnist_like("Fashion-MNIST", [root / "FashionMNIST" / "raw", DEBIAN_FASHION_MNIST], root, train)
+    return _read_mnist_like(
+        "Fashion-MNIST", [root / "FashionMNIST" / "raw", DEBIAN_FASHION_MNIST], root, train
+    )
 
 
 SOURCES: dict[str, DatasetSource] = {
     "cifar10": DatasetSource("CIFAR-10", "cifar-10-batches-py", read_cifar10, datasets.CIFAR10),
     "mnist": DatasetSource("MNIST", "MNIST/raw", read_mnist, datasets.MNIST),
-    "fashion_mnist": DatasetSource("Fashion-MNIST", "FashionMNIST/raw", read_fashion_mnist, datasets.FashionMNIST),
+    "fashion_mnist": DatasetSource(
+        "Fashion-MNIST", "FashionMNIST/raw", read_fashion_mnist, datasets.FashionMNIST
+    ),
 }
 
 

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from cnnlab import training
+from cnnlab.models.smallcnn import SmallCNN
+
+
+def test_auto_precision_is_fp32_without_a_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert training.resolve_precision(OmegaConf.create({"precision": "auto"})) == "32-true"
+    assert training.resolve_precision(OmegaConf.create({"precision": "16-mixed"})) == "16-mixed"
+
+
+def test_auto_precision_is_bf16_on_a_bf16_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    assert training.resolve_precision(OmegaConf.create({"precision": "auto"})) == "bf16-mixed"
+    cpu = OmegaConf.create({"precision": "auto", "accelerator": "cpu"})
+    assert training.resolve_precision(cpu) == "32-true"
+
+
+def test_compile_without_a_compiler_falls_back_with_a_message(monkeypatch, caplog) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(training.shutil, "which", lambda name: None)
+    net = SmallCNN(3, 10)
+    with caplog.at_level(logging.WARNING):
+        training.compile_network(net)
+    assert "needs a C++ compiler" in caplog.text and net._compiled_call_impl is None
+
+
+def test_channels_last_run_and_throughput_are_recorded(train_run, tmp_path) -> None:
+    run_dir = tmp_path / "nhwc"
+    record = train_run("model=smallcnn", "data=cifar10", "+model.channels_last=true", run_dir=run_dir)
+    assert record["status"] == "completed" and record["precision"] == "32-true"
+    header = (run_dir / "csv" / "metrics.csv").read_text().splitlines()[0]
+    assert "train/images_per_s" in header
