@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import hydra
@@ -12,14 +13,27 @@ CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
-def main(cfg: DictConfig) -> float | None:
+def run(cfg: DictConfig) -> float | None:
+    from cnnlab.distributed import ranks_join_this_job
     from cnnlab.errors import exit_on_user_error
+    from cnnlab.sweeps import failure_recorded, sweep_goes_on
     from cnnlab.training import train
 
+    # a failed run records its error in its directory; in a sweep the other jobs still run
+    with sweep_goes_on(), exit_on_user_error(), failure_recorded(cfg), ranks_join_this_job(cfg):
+        # the value a Hydra sweeper (e.g. Optuna) optimises
+        return train(cfg).get("best_val_acc")
+    return float("nan")  # a failed sweep job: sweepers count NaN as a failed trial
+
+
+def main() -> None:
+    """``resume=<run dir>`` becomes that run's saved overrides before Hydra parses the command line."""
+    from cnnlab.errors import exit_on_user_error
+    from cnnlab.resume import resume_argv
+
     with exit_on_user_error():
-        record = train(cfg)
-    # the value a Hydra sweeper (e.g. Optuna) optimises
-    return record.get("best_val_acc")
+        sys.argv = resume_argv(sys.argv)
+    run()
 
 
 if __name__ == "__main__":

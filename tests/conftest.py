@@ -23,6 +23,8 @@ TINY = [
     "trainer.max_epochs=1",
     "trainer.accelerator=cpu",
     "logger=csv",
+    # the checkpoint analysis after training has its own tests (tests/test_evaluate.py)
+    "evaluate=false",
 ]
 
 

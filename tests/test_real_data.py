@@ -53,44 +53,29 @@ def test_real_cifar10_reads_with_the_documented_statistics() -> None:
 SHORT = ["trainer.max_epochs=1", "data.num_workers=0", "trainer.accelerator=cpu", "logger=csv"]
 
 
-@needs("mnist")
-def test_real_mnist_smallcnn_learns(train_run) -> None:
+@pytest.mark.parametrize(
+    ("dataset", "overrides", "floor"),
+    [
+        pytest.param("mnist", ["+trainer.limit_train_batches=120"], 0.90, marks=needs("mnist")),
+        pytest.param(
+            "fashion_mnist", ["+trainer.limit_train_batches=120"], 0.70, marks=needs("fashion_mnist")
+        ),
+        pytest.param(
+            "cifar10",
+            ["data.val_size=1000", "+trainer.limit_train_batches=80", "+trainer.limit_test_batches=20"],
+            0.30,
+            marks=needs("cifar10"),
+        ),
+    ],
+)
+def test_smallcnn_learns_the_real_data(train_run, dataset: str, overrides: list[str], floor: float) -> None:
     record = train_run(
         "model=smallcnn",
-        "data=mnist",
+        f"data={dataset}",
         f"data.root={DATA_ROOT}",
         *SHORT,
         "data.val_size=5000",
         "data.batch_size=128",
-        "+trainer.limit_train_batches=120",
+        *overrides,
     )
-    assert record["test_images"] == 10_000 and record["test_acc"] > 0.90
-
-
-@needs("fashion_mnist")
-def test_real_fashion_mnist_smallcnn_learns(train_run) -> None:
-    record = train_run(
-        "model=smallcnn",
-        "data=fashion_mnist",
-        f"data.root={DATA_ROOT}",
-        *SHORT,
-        "data.val_size=5000",
-        "data.batch_size=128",
-        "+trainer.limit_train_batches=120",
-    )
-    assert record["test_acc"] > 0.70
-
-
-@needs("cifar10")
-def test_real_cifar10_smallcnn_learns(train_run) -> None:
-    record = train_run(
-        "model=smallcnn",
-        "data=cifar10",
-        f"data.root={DATA_ROOT}",
-        *SHORT,
-        "data.val_size=1000",
-        "data.batch_size=128",
-        "+trainer.limit_train_batches=80",
-        "+trainer.limit_test_batches=20",
-    )
-    assert record["test_acc"] > 0.30
+    assert record["dataset"] == dataset and record["test_acc"] > floor

@@ -19,6 +19,10 @@ class ConfigError(CnnlabError):
     """A config value is invalid or inconsistent with another one."""
 
 
+class CheckpointError(CnnlabError):
+    """A checkpoint is missing, unreadable, or does not fit the data or model asked for."""
+
+
 def user_error(error: BaseException) -> CnnlabError | None:
     """The CnnlabError behind ``error``, also when a library (e.g. Hydra's instantiate) wrapped it."""
     seen: BaseException | None = error

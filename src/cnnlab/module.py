@@ -15,6 +15,8 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from cnnlab.errors import ConfigError
+from cnnlab.param_groups import apply_lr_scales, parameter_groups
+from cnnlab.tta import check_mode, tta_probabilities
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
 SchedulerFactory = Callable[..., LRScheduler]
@@ -24,7 +26,9 @@ class ClassifierModule(L.LightningModule):
     """Cross-entropy training with top-1 accuracy and macro-F1 per stage (train / val / test).
 
     ``optimizer`` and ``scheduler`` are factories (Hydra ``_partial_`` configs); the scheduler is
-    called as ``scheduler(optimizer, total_steps=...)`` and stepped every optimizer step.
+    called as ``scheduler(optimizer, total_steps=...)`` and stepped every optimizer step. Targets may
+    be class indices or class probabilities (MixUp / CutMix batches); ``tta`` adds test metrics under
+    test-time augmentation (``test/tta_acc``, ...) next to the plain ones.
     """
 
     def __init__(
@@ -34,6 +38,8 @@ class ClassifierModule(L.LightningModule):
         num_classes: int,
         scheduler: SchedulerFactory | None = None,
         label_smoothing: float = 0.0,
+        decay_norm_and_bias: bool = True,
+        tta: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
@@ -50,6 +56,11 @@ class ClassifierModule(L.LightningModule):
         self.train_metrics = metrics.clone(prefix="train/")
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
+        self.tta = check_mode(tta)
+        self.tta_metrics = metrics.clone(prefix="test/tta_")
+        self.decay_norm_and_bias = decay_norm_and_bias
+        # set to override the optimizer config's LR (the LR finder's suggestion)
+        self.lr: float | None = None
         # The resolved run config, stored in every checkpoint so that a checkpoint alone rebuilds its model.
         self.run_config: dict[str, Any] | None = None
         # NHWC inputs to match a channels_last net (model.channels_last): faster convs on tensor cores
@@ -61,9 +72,11 @@ class ClassifierModule(L.LightningModule):
         return self.net(images)
 
     def _shared_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
-        images, labels = batch
+        images, targets = batch
         logits = self(images)
-        loss = self.criterion(logits, labels)
+        loss = self.criterion(logits, targets)  # takes class indices and class probabilities alike
+        # a mixed image counts as its dominant class
+        labels = targets.argmax(dim=-1) if targets.is_floating_point() else targets
         metrics: MetricCollection = getattr(self, f"{stage}_metrics")
         metrics.update(logits.detach(), labels)
         self.log(
@@ -86,13 +99,19 @@ class ClassifierModule(L.LightningModule):
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         self._shared_step(batch, "test")
+        if self.tta:
+            images, labels = batch
+            self.tta_metrics.update(tta_probabilities(self, images, self.tta), labels)
+            self.log_dict(self.tta_metrics, on_step=False, on_epoch=True)
 
     def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         images = batch[0] if isinstance(batch, (tuple, list)) else batch
         return self(images).softmax(dim=-1)
 
     def configure_optimizers(self) -> Optimizer | dict[str, Any]:
-        optimizer = self.optimizer_factory(self.parameters())
+        groups = parameter_groups(self.net, self.decay_norm_and_bias)
+        optimizer = self.optimizer_factory(groups, **({} if self.lr is None else {"lr": self.lr}))
+        apply_lr_scales(optimizer)
         if self.scheduler_factory is None:
             return optimizer
         total_steps = self.trainer.estimated_stepping_batches

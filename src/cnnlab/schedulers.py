@@ -41,11 +41,23 @@ def cosine(
 
 
 def onecycle(
-    optimizer: Optimizer, total_steps: int, max_lr: float, pct_start: float = 0.25, div_factor: float = 25.0
+    optimizer: Optimizer,
+    total_steps: int,
+    max_lr: float | None = None,
+    pct_start: float = 0.25,
+    div_factor: float = 25.0,
 ) -> LRScheduler:
-    """Leslie Smith's one-cycle policy (torch's OneCycleLR), peaking at ``max_lr``."""
+    """Leslie Smith's one-cycle policy (torch's OneCycleLR), peaking at ``max_lr``.
+
+    ``max_lr=None`` peaks at each parameter group's own LR (the optimizer's, after any ``lr_scale``);
+    a number peaks there, times the group's ``lr_scale``.
+    """
+    peaks = [
+        group["lr"] if max_lr is None else max_lr * group.get("lr_scale", 1.0)
+        for group in optimizer.param_groups
+    ]
     return OneCycleLR(
-        optimizer, max_lr=max_lr, total_steps=total_steps, pct_start=pct_start, div_factor=div_factor
+        optimizer, max_lr=peaks, total_steps=total_steps, pct_start=pct_start, div_factor=div_factor
     )
 
 
@@ -55,3 +67,14 @@ def step(
     """Multiply the LR by ``gamma`` at the given fractions of the run."""
     steps = sorted({max(1, int(fraction * total_steps)) for fraction in milestones})
     return MultiStepLR(optimizer, milestones=steps, gamma=gamma)
+
+
+def triangle(
+    optimizer: Optimizer, total_steps: int, start: float = 0.2, peak: float = 0.23, end: float = 0.07
+) -> LRScheduler:
+    """Linear ramp from ``start`` x LR to the LR at ``peak`` (a fraction of the run), then linear to
+    ``end`` x LR: the airbench speed-run schedule."""
+    rise = max(1, int(peak * total_steps))
+    up = LinearLR(optimizer, start_factor=start, end_factor=1.0, total_iters=rise)
+    down = LinearLR(optimizer, start_factor=1.0, end_factor=end, total_iters=max(1, total_steps - rise))
+    return SequentialLR(optimizer, [up, down], milestones=[rise])

@@ -19,8 +19,13 @@ from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 
+from cnnlab import resume
 from cnnlab.data import ImageDataModule
+from cnnlab.determinism import configure_determinism
+from cnnlab.distributed import is_global_zero
 from cnnlab.errors import ConfigError
+from cnnlab.lr_finder import find_learning_rate
+from cnnlab.milestones import EpochsToAccuracy
 from cnnlab.module import ClassifierModule
 from cnnlab.runs import RUN_RECORD, common_record, hydra_choice, summary_line, write_json_atomic
 
@@ -111,54 +116,68 @@ def quiet_library_noise() -> None:
         # already prints to the console and train.log, so every line would appear twice.
         logging.getLogger("lightning").handlers.clear()
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    # testing a checkpoint of an EMA run: its state_dict already holds the averaged weights
+    warnings.filterwarnings("ignore", message=r".*WeightAveraging callback, but loading a checkpoint outside")
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, test and write the run record; returns the record."""
     quiet_library_noise()
     output_dir = Path(cfg.paths.output_dir)
-    if (output_dir / RUN_RECORD).exists():
-        raise ConfigError(
-            f"{output_dir} already holds a finished run ({RUN_RECORD}); choose another hydra.run.dir, "
-            f"nothing was overwritten"
-        )
+    finished = resume.finished_record(cfg, output_dir)  # refuses to overwrite; resume=true skips
+    if finished is not None:
+        print(f"already finished, skipped: {summary_line(finished)}")
+        return finished
+    resumed_from = resume.prepare_resume(cfg, output_dir)  # the checkpoint to continue from, validated
+    configure_determinism(cfg)
     started_at = datetime.now(timezone.utc)
     L.seed_everything(cfg.seed, workers=True)
     datamodule: ImageDataModule = instantiate(cfg.data)
-    # model.channels_last is a layout option of the run, not an argument of the model class
-    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
-    model_cfg.pop("channels_last", None)
-    model = instantiate(model_cfg)
+    model = instantiate_model(cfg)
     if isinstance(model, nn.Module):
         results = fit_network(cfg, model, datamodule, output_dir)
+        if results is None:  # lr_find.enabled without apply: the plot and the suggestion are the output
+            return {}
     else:
         from cnnlab.baselines.runner import fit_classical  # sklearn / skimage load only for classical models
 
         results = fit_classical(cfg, model, datamodule, output_dir)
     record = {**common_record(cfg, datamodule, started_at), **results}
     record["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    record["resumed_from"] = os.path.relpath(resumed_from, output_dir) if resumed_from else None
+    if not is_global_zero():  # DDP: rank 0 writes the record
+        return record
     write_json_atomic(output_dir / RUN_RECORD, record)
     print(summary_line(record))
+    if cfg.get("evaluate") and isinstance(model, nn.Module) and record.get("best_checkpoint"):
+        from cnnlab.analysis.evaluation import evaluate_checkpoint  # matplotlib, captum: only when needed
+
+        best = output_dir / record["best_checkpoint"]
+        evaluate_checkpoint(best, output_dir / "eval", tensorboard=(output_dir / "tensorboard").is_dir())
     return record
 
 
-def fit_network(
-    cfg: DictConfig, net: nn.Module, datamodule: ImageDataModule, output_dir: Path
-) -> dict[str, Any]:
-    """Train a neural network with Lightning, test its best checkpoint; the run-specific record fields."""
-    if cfg.trainer.get("max_epochs") is not None and 0 <= cfg.trainer.max_epochs < 1:
-        raise ConfigError(f"trainer.max_epochs={cfg.trainer.max_epochs} trains nothing; use 1 or more")
-    if torch.cuda.is_available():
-        torch.set_float32_matmul_precision("high")
-    if not datamodule.has_validation:
-        _without_validation(cfg)
-    check_input_shape(net, datamodule.shape, datamodule.num_classes, datamodule.name)
+def instantiate_model(cfg: DictConfig) -> Any:
+    """The model the config names (``model.channels_last`` is a layout option, not a class argument)."""
+    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
+    model_cfg.pop("channels_last", None)
+    return instantiate(model_cfg)
+
+
+def build_module(cfg: DictConfig, net: nn.Module, datamodule: ImageDataModule) -> ClassifierModule:
+    """The LightningModule for ``net`` as the config describes it (also used by the benchmark)."""
+    if hasattr(net, "initialize_from_data"):  # e.g. airbench's whitening layer, set from image statistics
+        datamodule.setup("fit")
+        sample = datamodule.train_set.split.images[datamodule.train_indices[:5000]]
+        net.initialize_from_data(datamodule.normalize(sample))
     module = ClassifierModule(
         net,
         optimizer=instantiate(cfg.optimizer),
         scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
         num_classes=datamodule.num_classes,
         label_smoothing=cfg.loss.label_smoothing,
+        decay_norm_and_bias=cfg.get("decay_norm_and_bias", True),
+        tta=cfg.get("tta"),
     )
     module.example_input_array = torch.zeros(2, *datamodule.shape)  # in/out sizes in the model summary
     if cfg.model.get("channels_last"):
@@ -166,18 +185,47 @@ def fit_network(
         module.channels_last = True
     if cfg.get("compile"):
         compile_network(net)
+    return module
+
+
+def fit_network(
+    cfg: DictConfig, net: nn.Module, datamodule: ImageDataModule, output_dir: Path
+) -> dict[str, Any] | None:
+    """Train a neural network with Lightning, test its best checkpoint; the run-specific record fields.
+
+    None when the run only finds the LR (``lr_find.enabled`` without ``lr_find.apply``).
+    """
+    if cfg.trainer.get("max_epochs") is not None and 0 <= cfg.trainer.max_epochs < 1:
+        raise ConfigError(f"trainer.max_epochs={cfg.trainer.max_epochs} trains nothing; use 1 or more")
+    if torch.cuda.is_available():
+        torch.set_float32_matmul_precision("high")
+    if not datamodule.has_validation:
+        _without_validation(cfg)
+    check_input_shape(net, datamodule.shape, datamodule.num_classes, datamodule.name)
+    module = build_module(cfg, net, datamodule)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     module.run_config = resolved
+    lr_found = None
+    if cfg.get("lr_find") and (cfg.lr_find.enabled or cfg.lr_find.apply):
+        lr_found = find_learning_rate(cfg, module, datamodule, output_dir, resolve_precision(cfg.trainer))
+        if not cfg.lr_find.apply:
+            return None
+        module.lr = lr_found
 
     callbacks: list[Callback] = instantiate_all(cfg.get("callbacks"))
+    milestone = EpochsToAccuracy(cfg.get("val_acc_target", 0.7))
+    callbacks.append(milestone)
     loggers: list[Logger] = instantiate_all(cfg.get("logger"))
     trainer: L.Trainer = instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False, precision=resolve_precision(cfg.trainer)
     )
 
     fit_start = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule)
+    if cfg.get("ckpt_path"):  # resuming: set by resume.prepare_resume
+        resume.check_checkpoint_fits(Path(cfg.ckpt_path), module)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     train_time = time.perf_counter() - fit_start
+    epochs_to_val_acc = milestone.epochs  # read before testing restores callback states from a checkpoint
 
     checkpoint = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
     best_path = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
@@ -203,6 +251,7 @@ def fit_network(
             logger.log_hyperparams(hparams)
     return {
         "params": count_parameters(net),
+        "trainable_params": sum(p.numel() for p in net.parameters() if p.requires_grad),
         "epochs": trainer.current_epoch,
         "max_epochs": cfg.trainer.max_epochs,
         "stopped_early": stopped_early,
@@ -211,12 +260,18 @@ def fit_network(
         "test_acc": test_metrics.get("test/acc"),
         "test_f1_macro": test_metrics.get("test/f1_macro"),
         "test_loss": test_metrics.get("test/loss"),
+        "tta": module.tta,
+        "test_tta_acc": test_metrics.get("test/tta_acc"),
+        "test_tta_f1_macro": test_metrics.get("test/tta_f1_macro"),
+        "epochs_to_val_acc": epochs_to_val_acc,
+        "val_acc_target": milestone.target,
         "train_images": len(datamodule.train_set) if datamodule.train_set is not None else None,
         "val_images": datamodule.val_size,
         "test_images": len(datamodule.test_set) if datamodule.test_set is not None else None,
         "batch_size": datamodule.batch_size,
         "optimizer": hydra_choice("optimizer", cfg.optimizer._target_),
-        "lr": cfg.optimizer.get("lr"),
+        "lr": lr_found or cfg.optimizer.get("lr"),
+        "lr_find_suggestion": lr_found,
         "scheduler": hydra_choice("scheduler", "none"),
         "device": device_name(trainer),
         "precision": str(trainer.precision),

@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from cnnlab.data import readers
+from cnnlab.data.batch_augment import BatchAugment
 from cnnlab.data.device_loader import DeviceBatches, batch_transforms
 from cnnlab.data.readers import ImageSplit
 from cnnlab.data.transforms import Normalize, augmentation
@@ -76,6 +77,9 @@ class ImageDataModule(L.LightningDataModule):
         pin_memory: bool = True,
         augment: Sequence[Callable] = (),
         loader: str = "torch",
+        mixup_alpha: float = 0.0,
+        cutmix_alpha: float = 0.0,
+        random_erasing: float = 0.0,
     ) -> None:
         super().__init__()
         self.source = readers.source(name)
@@ -101,6 +105,7 @@ class ImageDataModule(L.LightningDataModule):
         self.loader = loader
         self.augment = list(augment)
         self.train_transform = augmentation(augment)
+        self.batch_augment = BatchAugment(num_classes, mixup_alpha, cutmix_alpha, random_erasing)
         self.normalize = Normalize(mean, std)
         self.train_set: IndexedImages | None = None
         self.val_set: IndexedImages | None = None
@@ -164,7 +169,7 @@ class ImageDataModule(L.LightningDataModule):
         if dataset is None:
             raise RuntimeError("setup() must run before asking for a loader")
         if self.loader == "tensor":
-            return self._device_batches(dataset, train)
+            return self.device_batches(dataset, train)
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
@@ -175,7 +180,10 @@ class ImageDataModule(L.LightningDataModule):
             persistent_workers=self.num_workers > 0,
         )
 
-    def _device_batches(self, dataset: IndexedImages, train: bool) -> DeviceBatches:
+    def device_batches(
+        self, dataset: IndexedImages, train: bool, device: torch.device | str | None = None
+    ) -> DeviceBatches:
+        """``dataset`` as batches kept on ``device`` (default: the trainer's device, else the CPU)."""
         trainer = self.trainer  # None outside a Trainer (tests, analysis)
         return DeviceBatches(
             dataset.split.images[dataset.indices],
@@ -185,7 +193,7 @@ class ImageDataModule(L.LightningDataModule):
             drop_last=train and len(dataset) > self.batch_size,
             transforms=batch_transforms(self.augment) if train else (),
             seed=torch.initial_seed(),  # the run's seed after seed_everything
-            device=trainer.strategy.root_device if trainer is not None else "cpu",
+            device=device or (trainer.strategy.root_device if trainer is not None else "cpu"),
             rank=trainer.global_rank if trainer is not None else 0,
             world_size=trainer.world_size if trainer is not None else 1,
         )
@@ -203,4 +211,7 @@ class ImageDataModule(L.LightningDataModule):
         if isinstance(batch, torch.Tensor):  # images alone (prediction, the model summary's example)
             return self.normalize(batch)
         images, labels = batch
-        return self.normalize(images), labels
+        images = self.normalize(images)
+        if self.batch_augment.enabled and self.trainer is not None and self.trainer.training:
+            return self.batch_augment(images, labels)
+        return images, labels

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import torch
 from torch import nn
 
 
@@ -43,3 +46,34 @@ def init_weights(model: nn.Module) -> None:
         elif isinstance(module, nn.BatchNorm2d):
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
+
+
+class StagedConvNet(nn.Module):
+    """Conv stages of growing width, then global average pool and a linear head.
+
+    Subclasses define ``make_stage``; ``stages`` and ``head`` are what the analysis tools look at
+    (feature maps per stage, Grad-CAM on the last stage).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        widths: Sequence[int],
+        batch_norm: bool = True,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        stages, channels = [], in_channels
+        for width in widths:
+            stages.append(self.make_stage(channels, width, batch_norm))
+            channels = width
+        self.stages = nn.Sequential(*stages)
+        self.head = ClassifierHead(channels, num_classes, dropout)
+        init_weights(self)
+
+    def make_stage(self, in_channels: int, out_channels: int, batch_norm: bool) -> nn.Module:
+        raise NotImplementedError
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.stages(images))

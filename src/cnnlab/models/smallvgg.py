@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 from torch import nn
 
-from cnnlab.models.blocks import ClassifierHead, conv_bn_relu, init_weights
+from cnnlab.models.blocks import StagedConvNet, conv_bn_relu
 
 
-class SmallVGG(nn.Module):
+class SmallVGG(StagedConvNet):
     """[conv3-BN-ReLU] x2 + max-pool per stage, widths 64/128/256.
 
     1,148,874 parameters on CIFAR-10 (stages 38,848 / 221,696 / 885,760, head 2,570). The course
@@ -26,20 +25,11 @@ class SmallVGG(nn.Module):
         batch_norm: bool = True,
         dropout: float = 0.0,
     ) -> None:
-        super().__init__()
-        stages, channels = [], in_channels
-        for width in widths:
-            stages.append(
-                nn.Sequential(
-                    conv_bn_relu(channels, width, batch_norm=batch_norm),
-                    conv_bn_relu(width, width, batch_norm=batch_norm),
-                    nn.MaxPool2d(2),
-                )
-            )
-            channels = width
-        self.stages = nn.Sequential(*stages)
-        self.head = ClassifierHead(channels, num_classes, dropout)
-        init_weights(self)
+        super().__init__(in_channels, num_classes, widths, batch_norm, dropout)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.head(self.stages(images))
+    def make_stage(self, in_channels: int, out_channels: int, batch_norm: bool) -> nn.Module:
+        return nn.Sequential(
+            conv_bn_relu(in_channels, out_channels, batch_norm=batch_norm),
+            conv_bn_relu(out_channels, out_channels, batch_norm=batch_norm),
+            nn.MaxPool2d(2),
+        )

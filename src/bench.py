@@ -1,0 +1,23 @@
+"""`python -m bench [overrides]`: training / inference throughput, framework overhead, data-path speed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from train import CONFIG_DIR
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="bench")
+def main(cfg: DictConfig) -> None:
+    from cnnlab.bench import run_benchmark
+    from cnnlab.errors import exit_on_user_error
+
+    with exit_on_user_error():
+        run_benchmark(cfg, Path(cfg.paths.output_dir))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+"""A trained classifier back from its checkpoint: the network, its data and the run it came from.
+
+Training stores the fully resolved run config in every checkpoint (``cnnlab_config``), so the
+checkpoint alone rebuilds the exact model and the exact input normalisation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+from torch import nn
+
+from cnnlab.data import ImageDataModule
+from cnnlab.errors import CheckpointError
+from cnnlab.runs import RUN_RECORD, read_run_record
+from cnnlab.training import instantiate_model
+
+STATE_PREFIX = "net."  # ClassifierModule keeps the architecture under .net
+
+
+@dataclass
+class TrainedModel:
+    """A network in eval mode and the data module it was trained with (normalisation, classes, test set)."""
+
+    net: nn.Module
+    datamodule: ImageDataModule
+    config: dict[str, Any]
+    checkpoint_path: Path
+    run_dir: Path | None
+    epoch: int
+    global_step: int
+
+    @property
+    def model_name(self) -> str:
+        return str(self.config["model"]["_target_"]).rsplit(".", 1)[-1]
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.datamodule.classes
+
+
+def resolve_checkpoint_path(path: str | Path | None) -> Path:
+    """The checkpoint file; a run directory stands for its best checkpoint (from its metrics.json)."""
+    if path is None or str(path) == "":
+        raise CheckpointError("no checkpoint given: pass ckpt_path=outputs/<run>/checkpoints/<file>.ckpt")
+    path = Path(path).expanduser()
+    if path.is_dir():
+        if not (path / RUN_RECORD).is_file():
+            raise CheckpointError(
+                f"{path} is a directory without a {RUN_RECORD}; pass a .ckpt file from its checkpoints/"
+            )
+        best = read_run_record(path).get("best_checkpoint")
+        if not best:
+            raise CheckpointError(f"the run in {path} saved no checkpoint; pass a .ckpt file")
+        path = path / best
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}; pass ckpt_path=<run>/checkpoints/<file>.ckpt")
+    return path
+
+
+def run_dir_of(checkpoint_path: Path) -> Path | None:
+    """The run directory a checkpoint was written into (<run>/checkpoints/x.ckpt), if it is one."""
+    parent = checkpoint_path.resolve().parent
+    if parent.name == "checkpoints" and (
+        (parent.parent / RUN_RECORD).is_file() or (parent.parent / ".hydra").is_dir()
+    ):
+        return parent.parent
+    return None
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """The checkpoint's contents, loaded without executing code (``weights_only``)."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # a damaged file fails anywhere in the unpickler, with any exception type
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: {reason[:200]}; the file is corrupt or not a PyTorch checkpoint"
+        ) from error
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise CheckpointError(f"{path} is not a Lightning checkpoint (no state_dict)")
+    if "cnnlab_config" not in checkpoint:
+        raise CheckpointError(
+            f"{path} has no cnnlab_config: it was not written by `python -m train`, so its model and data "
+            "cannot be rebuilt"
+        )
+    return checkpoint
+
+
+def load_trained_model(
+    path: str | Path | None,
+    dataset: str | None = None,
+    data_root: str | Path | None = None,
+) -> TrainedModel:
+    """Rebuild the network and data module of a training checkpoint.
+
+    ``dataset``: the dataset the caller expects (a mismatch is an error); ``data_root``: where the
+    data files are now, when not where training read them.
+    """
+    path = resolve_checkpoint_path(path)
+    checkpoint = read_checkpoint(path)
+    config: dict[str, Any] = checkpoint["cnnlab_config"]
+    trained_on = config["data"]["name"]
+    if dataset is not None and dataset != trained_on:
+        raise CheckpointError(
+            f"{path} was trained on data={trained_on}, not data={dataset}; "
+            f"drop the data= override or pick a checkpoint trained on {dataset}"
+        )
+    data_config = OmegaConf.create(config["data"])
+    if data_root is not None:
+        data_config.root = str(data_root)
+    datamodule: ImageDataModule = instantiate(data_config)
+    net = instantiate_model(OmegaConf.create({"model": config["model"]}))
+    state = {
+        key.removeprefix(STATE_PREFIX): value
+        for key, value in checkpoint["state_dict"].items()
+        if key.startswith(STATE_PREFIX)
+    }
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as error:
+        raise CheckpointError(
+            f"the weights in {path} do not fit its {config['model']['_target_']} config: "
+            f"{str(error).splitlines()[0]}"
+        ) from error
+    net.eval()
+    return TrainedModel(
+        net=net,
+        datamodule=datamodule,
+        config=config,
+        checkpoint_path=path,
+        run_dir=run_dir_of(path),
+        epoch=int(checkpoint.get("epoch", 0)),
+        global_step=int(checkpoint.get("global_step", 0)),
+    )

@@ -1,0 +1,42 @@
+"""Batched inference on uint8 images, normalised exactly as in training."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from cnnlab.errors import ConfigError
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """``auto``: the GPU when there is one, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise ConfigError(f"device={name!r} is not a torch device; use auto, cpu or cuda") from error
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={name} but no CUDA GPU is available; use device=auto or cpu")
+    return device
+
+
+@torch.inference_mode()
+def predict_logits(
+    net: nn.Module,
+    images: torch.Tensor,
+    normalize: Callable[[torch.Tensor], torch.Tensor],
+    device: torch.device,
+    batch_size: int = 256,
+) -> torch.Tensor:
+    """Logits (on the CPU, float32) of ``images`` (N, C, H, W) uint8, in ``batch_size`` chunks."""
+    if batch_size < 1:
+        raise ConfigError(f"batch_size={batch_size} is invalid; use a positive batch size")
+    net.eval().to(device)
+    chunks = [
+        net(normalize(images[start : start + batch_size].to(device))).float().cpu()
+        for start in range(0, len(images), batch_size)
+    ]
+    return torch.cat(chunks) if chunks else torch.empty(0)

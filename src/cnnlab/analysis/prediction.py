@@ -1,0 +1,114 @@
+"""`python -m predict`: classify image files with a trained checkpoint, top-k classes per image."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image, UnidentifiedImageError
+from torchvision.transforms.v2 import functional as F
+
+from cnnlab.analysis.checkpoints import TrainedModel, load_trained_model
+from cnnlab.analysis.inference import pick_device, predict_logits
+from cnnlab.errors import ConfigError, DataError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+def image_files(path: str | Path | None) -> list[Path]:
+    """The image itself, or a folder's image files (by suffix, sorted; other files are ignored)."""
+    if path is None or str(path) == "":
+        raise ConfigError("no image given: pass image=<file> or image=<folder of images>")
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise DataError(f"image={path} does not exist")
+    if not path.is_dir():
+        return [path]
+    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise DataError(f"the folder {path} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
+    return files
+
+
+def read_image(path: Path, channels: int, size: int) -> torch.Tensor:
+    """A (channels, size, size) uint8 image, as the dataset's images are: grey or RGB, resized to fit.
+
+    Resizing does not keep the aspect ratio: the whole picture is squeezed into the model's square.
+    """
+    try:
+        with Image.open(path) as image:
+            converted = image.convert("L" if channels == 1 else "RGB")
+    except (UnidentifiedImageError, OSError, ValueError) as error:
+        raise DataError(f"cannot read {path} as an image ({error}); pass PNG or JPEG files") from error
+    tensor = F.pil_to_tensor(converted)
+    if channels not in (1, 3):
+        raise ConfigError(f"cannot feed photos to a model of {channels} input channels")
+    if tuple(tensor.shape[-2:]) != (size, size):
+        tensor = F.resize(tensor, [size, size], antialias=True)
+    return tensor
+
+
+def predict_files(
+    model: TrainedModel, files: Sequence[Path], device: torch.device, top_k: int = 5, batch_size: int = 256
+) -> list[dict[str, Any]]:
+    """Per file: its top-k class names and probabilities, most probable first."""
+    if top_k < 1:
+        raise ConfigError(f"top_k={top_k} is invalid; use 1 or more")
+    channels, size, _ = model.datamodule.shape
+    images = torch.stack([read_image(path, channels, size) for path in files])
+    logits = predict_logits(model.net, images, model.datamodule.normalize, device, batch_size)
+    probabilities, classes = logits.softmax(dim=-1).topk(min(top_k, logits.shape[-1]), dim=-1)
+    names = model.class_names
+    return [
+        {"file": str(path), "top": [(names[c], float(p)) for c, p in zip(row_c, row_p, strict=True)]}
+        for path, row_c, row_p in zip(files, classes.tolist(), probabilities.tolist(), strict=True)
+    ]
+
+
+def format_prediction(prediction: dict[str, Any]) -> str:
+    return f"{prediction['file']}: " + ", ".join(f"{name} {p:.4f}" for name, p in prediction["top"])
+
+
+def write_predictions(predictions: Sequence[dict[str, Any]], path: Path) -> None:
+    """A CSV with one row per image: file, class_1, prob_1, ..., class_k, prob_k."""
+    top_k = max(len(p["top"]) for p in predictions)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(
+            ["file", *[f"{kind}_{rank}" for rank in range(1, top_k + 1) for kind in ("class", "prob")]]
+        )
+        for prediction in predictions:
+            writer.writerow(
+                [prediction["file"], *[v for name, p in prediction["top"] for v in (name, f"{p:.6f}")]]
+            )
+
+
+def predict(
+    ckpt_path: str | Path | None,
+    image: str | Path | None,
+    output: str | Path | None = None,
+    overwrite: bool = False,
+    top_k: int = 5,
+    batch_size: int = 256,
+    device: str = "auto",
+    dataset: str | None = None,
+) -> list[dict[str, Any]]:
+    """Classify ``image`` (a file or a folder), print the top-k per image, optionally write a CSV."""
+    out = Path(output).expanduser() if output else None
+    if out is not None and out.exists() and not overwrite:
+        raise ConfigError(
+            f"output={out} already exists; pass overwrite=true or another output (nothing written)"
+        )
+    files = image_files(image)
+    model = load_trained_model(ckpt_path, dataset=dataset)
+    predictions = predict_files(model, files, pick_device(device), top_k, batch_size)
+    for prediction in predictions:
+        print(format_prediction(prediction))
+    if out is not None:
+        write_predictions(predictions, out)
+        print(f"{len(predictions)} predictions -> {out}")
+    return predictions

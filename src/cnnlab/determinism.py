@@ -1,0 +1,54 @@
+"""Reproducible runs: each epoch's randomness depends only on (seed, epoch), and optionally
+deterministic kernels, so two runs with one seed agree and a resumed run replays the epoch it lost."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+from lightning.fabric.utilities.seed import seed_everything
+from omegaconf import DictConfig, open_dict
+
+
+class EpochSeed(L.Callback):
+    """Reseed torch, numpy and random (and the DataLoader workers' base seed) at every epoch start.
+
+    Lightning's checkpoints do not hold the random generators' states, so without this a run resumed
+    from the end of epoch N would shuffle and augment epoch N+1 differently from an uninterrupted run.
+    (Persistent DataLoader workers keep their own generators across epochs: exact replay needs
+    ``data.num_workers=0``.)
+    """
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        self._seeded_epoch: int | None = None
+
+    def _seed(self, epoch: int) -> None:
+        # distinct per epoch and per run seed; 2**31 - 1 is prime, so nearby seeds do not collide
+        seed_everything((self.seed * 1_000_003 + epoch) % (2**31 - 1), workers=True, verbose=False)
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        # On resume Lightning creates the data iterator of the epoch it continues (drawing the shuffle
+        # order) before on_train_epoch_start: seed that epoch here, where an uninterrupted run seeds it.
+        progress = (
+            checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {}).get("current", {})
+        )
+        if trainer.training and "processed" in progress:
+            self._seeded_epoch = int(progress["processed"])
+            self._seed(self._seeded_epoch)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._seeded_epoch != trainer.current_epoch:
+            self._seed(trainer.current_epoch)
+        self._seeded_epoch = None
+
+
+def configure_determinism(cfg: DictConfig) -> None:
+    """``deterministic=true`` (or ``warn``): torch's deterministic algorithms through the Trainer."""
+    mode: Any = cfg.get("deterministic", False)
+    if not mode:
+        return
+    with open_dict(cfg):
+        cfg.trainer.deterministic = mode
+        if cfg.trainer.get("benchmark"):
+            cfg.trainer.benchmark = False  # cuDNN autotuning picks kernels by timing: not reproducible

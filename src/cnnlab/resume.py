@@ -1,0 +1,241 @@
+"""Continuing an interrupted run in its own directory, and refusing to overwrite one.
+
+A run directory is *completed* (metrics.json with status completed), *interrupted* (checkpoints/last.ckpt
+but no finished record) or *new*. ``ckpt_path=last`` continues the directory's last.ckpt, ``ckpt_path=<file>``
+continues from that checkpoint, ``resume=true`` continues whatever the directory holds and skips a completed
+run (so rerunning a sweep command finishes the sweep), and ``resume=<run dir>`` reruns that directory's
+saved command with ``resume=true``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from cnnlab.errors import CheckpointError, ConfigError, exit_on_user_error
+from cnnlab.runs import RUN_RECORD, read_run_record
+
+log = logging.getLogger(__name__)
+
+LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
+# keys of a Lightning training checkpoint (a bare state_dict or a weights file has none of them)
+TRAINING_CHECKPOINT_KEYS = {"state_dict", "loops", "optimizer_states", "global_step"}
+
+
+class RunDirectoryError(ConfigError):
+    """The run directory holds a run that this command would overwrite: nothing is written to it."""
+
+
+def run_state(run_dir: Path) -> str:
+    """``completed``, ``failed`` (a record saying so), ``interrupted`` (a last.ckpt, no record) or ``new``."""
+    if (run_dir / RUN_RECORD).exists():
+        try:
+            status = read_run_record(run_dir).get("status", "completed")
+        except (OSError, ValueError):
+            return "completed"  # unreadable: never overwrite what might be a finished run
+        return "failed" if status == "failed" else "completed"
+    return "interrupted" if (run_dir / LAST_CHECKPOINT).exists() else "new"
+
+
+def resume_flag(cfg: DictConfig) -> bool:
+    value = cfg.get("resume")
+    if value in (None, False, True):
+        return bool(value)
+    raise ConfigError(
+        f"resume={value} continues one run directory: use it without --multirun (python -m train "
+        "resume=<run dir>); to continue a sweep, rerun its command with resume=true"
+    )
+
+
+def check_run_dir(run_dir: Path, cfg: DictConfig) -> None:
+    """Refuse, before anything is written there, a directory whose run this command would overwrite."""
+    state = run_state(run_dir)
+    resume, ckpt_path = resume_flag(cfg), cfg.get("ckpt_path")
+    if state == "completed" and not resume:
+        raise RunDirectoryError(
+            f"{run_dir} already holds a finished run ({RUN_RECORD}); choose another hydra.run.dir "
+            "(or add resume=true to skip finished runs), nothing was overwritten"
+        )
+    if (run_dir / LAST_CHECKPOINT).exists() and not (resume or ckpt_path):
+        raise RunDirectoryError(
+            f"{run_dir} holds an interrupted run ({LAST_CHECKPOINT}); continue it with ckpt_path=last "
+            "(or resume=true), or choose another hydra.run.dir; nothing was overwritten"
+        )
+
+
+def finished_record(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
+    """The record of a run already finished in ``run_dir`` (to skip it under ``resume=true``), else None."""
+    check_run_dir(run_dir, cfg)
+    if run_state(run_dir) != "completed":
+        return None
+    record = read_run_record(run_dir)
+    overrides = sorted(o for o in _task_overrides() if not o.startswith(("resume=", "ckpt_path=")))
+    saved = sorted(o for o in record.get("overrides", []) if not o.startswith(("resume=", "ckpt_path=")))
+    if overrides and saved != overrides:
+        raise RunDirectoryError(
+            f"{run_dir} holds a finished run of other overrides ({' '.join(saved)}); resume=true only "
+            "skips the same command's runs: choose another hydra.sweep.dir / hydra.run.dir"
+        )
+    return record
+
+
+def prepare_resume(cfg: DictConfig, run_dir: Path) -> Path | None:
+    """The checkpoint this run continues from (validated), or None for a fresh start.
+
+    Sets ``cfg.ckpt_path`` to it and points the loggers at its global step, so that what was logged
+    after the checkpoint is replaced rather than repeated.
+    """
+    requested = cfg.get("ckpt_path")
+    checkpoint: Path | None = None
+    if requested not in (None, "last"):
+        checkpoint = Path(str(requested)).expanduser().resolve()
+        if not checkpoint.is_file():
+            raise CheckpointError(
+                f"ckpt_path={requested}: no such file; pass a .ckpt that python -m train wrote"
+            )
+    elif requested == "last" or resume_flag(cfg):
+        checkpoint = run_dir / LAST_CHECKPOINT if (run_dir / LAST_CHECKPOINT).is_file() else None
+        if checkpoint is None:
+            log.info("nothing to resume in %s (no %s): starting from the beginning", run_dir, LAST_CHECKPOINT)
+    step = 0
+    if checkpoint is not None:
+        state = load_training_checkpoint(checkpoint)
+        step = int(state["global_step"])
+        _warn_config_drift(state.get("cnnlab_config"), cfg)
+        log.info("resuming from %s (epoch %d, step %d)", checkpoint, state.get("epoch", -1), step)
+    with open_dict(cfg):
+        cfg.ckpt_path = str(checkpoint) if checkpoint is not None else None
+        for logger in (cfg.get("logger") or {}).values():
+            target = str((logger or {}).get("_target_", ""))
+            if target.endswith("TensorBoardLogger"):
+                logger.purge_step = step  # TensorBoard hides the events logged at or after this step
+            elif target == "cnnlab.loggers.CSVLogger":
+                logger.resume_step = step
+    return checkpoint
+
+
+def load_training_checkpoint(path: Path) -> dict[str, Any]:
+    """A Lightning training checkpoint, or a one-line error saying why ``path`` is not one."""
+    import torch
+
+    try:
+        # Lightning's own format pickles hyperparameters, so it cannot be read with weights_only
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise CheckpointError(
+            f"{path} is corrupt or truncated ({reason}); resume from another checkpoint (e.g. "
+            "checkpoints/epoch_*.ckpt) or start a new run without ckpt_path / resume"
+        ) from error
+    if not isinstance(checkpoint, dict) or not checkpoint.keys() >= TRAINING_CHECKPOINT_KEYS:
+        raise CheckpointError(
+            f"{path} is not a training checkpoint of python -m train (no optimizer and loop state: a bare "
+            "state_dict or weights file?); resume from a checkpoints/last.ckpt or epoch_*.ckpt"
+        )
+    return checkpoint
+
+
+def check_checkpoint_fits(path: Path, module: Any) -> None:
+    """Fail with the reason when a checkpoint's weights do not fit the model this run built."""
+    checkpoint = load_training_checkpoint(path)
+    saved, expected = checkpoint["state_dict"], module.state_dict()
+    missing = sorted(expected.keys() - saved.keys())
+    unexpected = sorted(saved.keys() - expected.keys())
+    resized = sorted(k for k in expected.keys() & saved.keys() if saved[k].shape != expected[k].shape)
+    if not (missing or unexpected or resized):
+        return
+    config = checkpoint.get("cnnlab_config") or {}
+    origin = ""
+    if config:
+        model = str(config.get("model", {}).get("_target_", "?")).rsplit(".", 1)[-1]
+        origin = f" (it holds {model} trained on {config.get('data', {}).get('name', '?')})"
+    example = (resized or missing or unexpected)[0]
+    raise CheckpointError(
+        f"{path} was saved by another model{origin}: {len(missing)} missing, {len(unexpected)} unexpected "
+        f"and {len(resized)} resized tensors, e.g. {example}; resume it with the model= / data= "
+        "overrides it was trained with"
+    )
+
+
+def _warn_config_drift(saved: dict[str, Any] | None, cfg: DictConfig) -> None:
+    """Say which settings differ from the checkpoint's run (e.g. conf/ edited since): resuming is allowed."""
+    if not saved:
+        return
+    ignored = ("ckpt_path", "resume", "paths.", "hydra.", "logger.", "data.num_workers")
+    now = _flatten(OmegaConf.to_container(cfg, resolve=True))
+    then = _flatten(saved)
+    keys = (now.keys() | then.keys()) - {key for key in now.keys() | then.keys() if key.startswith(ignored)}
+    changed = sorted(key for key in keys if now.get(key) != then.get(key))
+    if changed:
+        shown = ", ".join(f"{key}: {then.get(key)!r} -> {now.get(key)!r}" for key in changed[:5])
+        log.warning("resuming with settings that differ from the checkpoint's run: %s", shown)
+
+
+def _flatten(config: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(config, dict):
+        flat: dict[str, Any] = {}
+        for key, value in config.items():
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        return flat
+    return {prefix.rstrip("."): config}
+
+
+def _task_overrides() -> list[str]:
+    from cnnlab.runs import task_overrides
+
+    return task_overrides()
+
+
+def _override_key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def resume_argv(argv: list[str]) -> list[str]:
+    """``python -m train resume=<run dir> [overrides]`` -> the run's saved overrides, continued in place.
+
+    Overrides given beside ``resume=`` replace the saved ones with the same key (e.g. a longer
+    ``trainer.max_epochs``).
+    """
+    target = next((a for a in argv[1:] if re.fullmatch(r"resume=(?!(true|false|null)$).+", a, re.I)), None)
+    if target is None:
+        return argv
+    run_dir = Path(target.split("=", 1)[1]).expanduser().resolve()
+    saved_overrides = run_dir / ".hydra" / "overrides.yaml"
+    if {"-m", "--multirun"} & set(argv):
+        raise ConfigError(f"{target} continues one run: drop --multirun, or rerun the sweep with resume=true")
+    if not saved_overrides.is_file():
+        raise ConfigError(
+            f"{target}: {saved_overrides} not found; pass a run directory written by python -m train"
+        )
+    extra = [a for a in argv[1:] if a != target]
+    replaced = {_override_key(a) for a in extra} | {"resume", "ckpt_path", "hydra.run.dir"}
+    saved = [o for o in OmegaConf.load(saved_overrides) if _override_key(str(o)) not in replaced]
+    return [argv[0], *map(str, saved), *extra, f"hydra.run.dir='{run_dir}'", "resume=true"]
+
+
+class RunDirectoryGuard(Callback):
+    """Hydra callback: refuse a run or sweep directory holding runs, before Hydra writes its config there."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        with exit_on_user_error():
+            check_run_dir(Path(config.hydra.run.dir).absolute(), config)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir).absolute()
+        if not sweep_dir.is_dir():
+            return
+        with exit_on_user_error():
+            resume_flag(config)  # resume=<dir> makes no sense for a sweep
+            states = [run_state(job.parent) for job in sweep_dir.glob("*/.hydra")]
+            held = [s for s in states if s in ("completed", "interrupted")]
+            if held and not config.get("resume"):
+                raise RunDirectoryError(
+                    f"{sweep_dir} already holds {states.count('completed')} finished and "
+                    f"{states.count('interrupted')} interrupted runs; add resume=true to finish this sweep "
+                    "(finished jobs are skipped), or choose another hydra.sweep.dir; nothing was overwritten"
+                )

@@ -1,0 +1,128 @@
+"""Failures that do not end a sweep: a failed job records why in its own directory and the others run."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from cnnlab.errors import user_error
+
+log = logging.getLogger(__name__)
+
+RUN_RECORD = "metrics.json"  # cnnlab.runs.RUN_RECORD, without importing torch into Hydra's startup
+USER_ERROR_EXIT = 2  # cnnlab.errors.exit_on_user_error's exit status
+
+
+def is_multirun() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def one_line(error: BaseException) -> str:
+    cause = user_error(error)
+    if cause is not None:
+        return str(cause)
+    message = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {message[0] if message else ''}".rstrip(": ")
+
+
+def record_failure(cfg: DictConfig, error: BaseException) -> None:
+    """Write metrics.json with status failed, unless the directory holds a finished run or another
+    rank writes it, or the run directory was refused (nothing may be written there)."""
+    from lightning.pytorch.utilities import rank_zero_only
+
+    from cnnlab.resume import RunDirectoryError, run_state
+    from cnnlab.runs import task_overrides, write_json_atomic
+
+    run_dir = Path(cfg.paths.output_dir)
+    if rank_zero_only.rank != 0 or isinstance(user_error(error), RunDirectoryError):
+        return
+    if run_state(run_dir) == "completed":
+        return
+    record: dict[str, Any] = {
+        "status": "failed",
+        "error": one_line(error),
+        "error_type": type(user_error(error) or error).__name__,
+        "model": _choice("model") or str(cfg.get("model", {}).get("_target_", "?")).rsplit(".")[-1].lower(),
+        "dataset": cfg.get("data", {}).get("name"),
+        "seed": cfg.get("seed"),
+        "overrides": task_overrides(),
+        "run_dir": str(run_dir),
+        "failed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    write_json_atomic(run_dir / RUN_RECORD, record)
+
+
+def _choice(group: str) -> str | None:
+    return HydraConfig.get().runtime.choices.get(group) if HydraConfig.initialized() else None
+
+
+@contextmanager
+def failure_recorded(cfg: DictConfig) -> Iterator[None]:
+    """A run that raises leaves a record of its failure in its directory (then the error goes on)."""
+    try:
+        yield
+    except Exception as error:
+        record_failure(cfg, error)
+        raise
+
+
+@contextmanager
+def sweep_goes_on() -> Iterator[None]:
+    """Under --multirun, a failed job (recorded in its directory) does not end the sweep.
+
+    User errors were already printed as one line; other errors go to the job's log with their
+    traceback. Interruptions (Ctrl-C, a kill) still stop the sweep.
+    """
+    if not is_multirun():
+        yield
+        return
+    try:
+        yield
+    except SystemExit as exit_:
+        if exit_.code != USER_ERROR_EXIT:
+            raise
+        log.warning("job %s failed (see its metrics.json); the sweep goes on", HydraConfig.get().job.num)
+    except Exception as error:
+        log.error("job %s failed: %s\n%s", HydraConfig.get().job.num, one_line(error), traceback.format_exc())
+        print(f"error: {one_line(error)}", file=sys.stderr)
+
+
+class SweepSummary(Callback):
+    """After a sweep: one line per failed job, and exit status 1 if any failed (as ``make -k`` does).
+
+    An Optuna search treats failed trials as part of the search (e.g. a learning rate that diverges),
+    so there the exit status stays 0.
+    """
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        import json
+
+        sweep_dir = Path(config.hydra.sweep.dir)
+        failed = []
+        for path in sorted(sweep_dir.glob(f"*/{RUN_RECORD}")):
+            try:
+                record = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if record.get("status") == "failed":
+                failed.append((path.parent, record.get("error", "?")))
+        for run_dir, error in failed:
+            print(f"failed: {run_dir}: {error}", file=sys.stderr)
+        if failed:
+            print(
+                f"{len(failed)} job(s) of the sweep failed; `python -m results {sweep_dir}` lists every run",
+                file=sys.stderr,
+            )
+            if "optuna" not in str(config.hydra.sweeper.get("_target_", "")):
+                raise SystemExit(1)

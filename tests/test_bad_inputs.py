@@ -1,0 +1,102 @@
+"""The bad-input catalogue (README): each input stops with one line naming the problem and the fix,
+a non-zero exit, and nothing already written lost. Rows tested elsewhere name their test in the README."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from cnnlab.runs import read_run_record
+from tests.conftest import TINY, run_entry
+
+FAST = ["model=mlp", "data=mnist", "evaluate=false"]
+
+
+def last_error_line(capsys) -> str:
+    return capsys.readouterr().err.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize(
+    ("group", "options"), [("data", "mnist"), ("optimizer", "adamw"), ("scheduler", "cosine")]
+)
+def test_unknown_option_lists_the_available_ones(
+    group: str, options: str, tiny_data, monkeypatch, capsys
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        run_entry("train", [f"{group}=nope", f"data.root={tiny_data}"], monkeypatch)
+    assert exit_info.value.code != 0
+    err = capsys.readouterr().err
+    assert (
+        f"Could not find '{group}/nope'" in err
+        and f"Available options in '{group}'" in err
+        and options in err
+    )
+
+
+def test_diverging_learning_rate_stops_with_the_last_good_checkpoint_kept(
+    train_run, tmp_path, capsys
+) -> None:
+    run_dir = tmp_path / "diverged"
+    # a sane first epoch, then the step schedule multiplies the LR by 1e8: the loss turns NaN
+    schedule = ["optimizer=sgd", "scheduler=step", "scheduler.milestones=[0.5]", "scheduler.gamma=1e8"]
+    with pytest.raises(SystemExit) as exit_info:
+        train_run(*FAST, *schedule, "trainer.max_epochs=2", run_dir=run_dir)
+    assert exit_info.value.code == 2
+    message = last_error_line(capsys)
+    assert message.startswith("error: the training loss became NaN or infinite at step")
+    assert "lower optimizer.lr" in message and "last good checkpoint is" in message
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert last["epoch"] == 0 and all(torch.isfinite(t).all() for t in last["state_dict"].values())
+    record = read_run_record(run_dir)
+    assert record["status"] == "failed" and record["error"] == message.removeprefix("error: ")
+
+
+@pytest.fixture(scope="module")
+def finished_checkpoint(tiny_data: Path, tmp_path_factory) -> Path:
+    """The last.ckpt of a finished one-epoch MLP run on the tiny MNIST."""
+    run_dir = tmp_path_factory.mktemp("ckpt") / "run"
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        run_entry("train", [f"hydra.run.dir={run_dir}", f"data.root={tiny_data}", *TINY, *FAST], monkeypatch)
+    return run_dir / "checkpoints" / "last.ckpt"
+
+
+def test_truncated_checkpoint_is_reported(train_run, finished_checkpoint: Path, tmp_path, capsys) -> None:
+    truncated = tmp_path / "truncated.ckpt"
+    truncated.write_bytes(finished_checkpoint.read_bytes()[:5000])
+    with pytest.raises(SystemExit) as exit_info:
+        train_run(*FAST, f"ckpt_path={truncated}")
+    assert exit_info.value.code == 2
+    message = last_error_line(capsys)
+    assert str(truncated) in message and "is corrupt or truncated" in message and "ckpt_path" in message
+
+
+def test_foreign_checkpoint_is_reported(train_run, tmp_path, capsys) -> None:
+    weights = tmp_path / "weights.pt"
+    torch.save(torch.nn.Linear(2, 2).state_dict(), weights)
+    with pytest.raises(SystemExit) as exit_info:
+        train_run(*FAST, f"ckpt_path={weights}")
+    assert exit_info.value.code == 2
+    assert "is not a training checkpoint of python -m train" in last_error_line(capsys)
+
+
+def test_checkpoint_of_another_model_is_reported(train_run, finished_checkpoint: Path, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        train_run("model=smallcnn", "data=mnist", "evaluate=false", f"ckpt_path={finished_checkpoint}")
+    assert exit_info.value.code == 2
+    message = last_error_line(capsys)
+    assert "was saved by another model (it holds MLP trained on mnist)" in message and "model=" in message
+
+
+def test_missing_checkpoint_is_reported(train_run, tmp_path, capsys) -> None:
+    with pytest.raises(SystemExit):
+        train_run(*FAST, f"ckpt_path={tmp_path / 'nope.ckpt'}")
+    assert "no such file" in last_error_line(capsys)
+
+
+def test_resume_of_a_directory_without_a_run_is_reported(tmp_path, monkeypatch, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        run_entry("train", [f"resume={tmp_path}"], monkeypatch)
+    assert exit_info.value.code == 2
+    assert "overrides.yaml not found; pass a run directory written by" in last_error_line(capsys)

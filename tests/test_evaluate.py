@@ -1,0 +1,266 @@
+"""`python -m evaluate` and `python -m predict` end to end on a tiny trained run, and their bad inputs."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import plugin_data_pb2
+
+from cnnlab.analysis.checkpoints import load_trained_model
+from cnnlab.analysis.inference import predict_logits
+from cnnlab.data import readers
+from cnnlab.runs import read_run_record
+from tests.conftest import TINY, run_cli, run_entry
+
+TABLES = [
+    "classification_report.txt",
+    "classification_report.json",
+    "confusion_matrix.csv",
+    "confused_pairs.csv",
+    "errors.csv",
+    "eval_metrics.json",
+    "fit_diagnosis.txt",
+]
+PICTURES = [
+    "confusion_matrix.png",
+    "errors.png",
+    "filters.png",
+    "feature_maps.png",
+    "class_evidence.png",
+    "curves.png",
+]
+TB_IMAGES = [
+    "eval/confusion_matrix",
+    "eval/errors",
+    "eval/filters",
+    "eval/feature_maps",
+    "eval/class_evidence",
+]
+
+
+def train(tiny_data: Path, run_dir: Path, *overrides: str) -> dict:
+    with pytest.MonkeyPatch.context() as patch:
+        args = [f"hydra.run.dir={run_dir}", f"data.root={tiny_data}", *TINY, "data=mnist", *overrides]
+        run_entry("train", args, patch)
+    return read_run_record(run_dir)
+
+
+@pytest.fixture(scope="module")
+def run(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SmallCNN run of 2 epochs with TensorBoard and CSV logs, analysed by training itself."""
+    run_dir = tmp_path_factory.mktemp("evaluate") / "run"
+    train(tiny_data, run_dir, "model=smallcnn", "trainer.max_epochs=2", "logger=default", "evaluate=true")
+    return run_dir
+
+
+def read_matrix(path: Path) -> tuple[list[str], np.ndarray]:
+    rows = list(csv.reader(path.open()))
+    return rows[0][1:], np.array([[int(v) for v in row[1:]] for row in rows[1:]])
+
+
+def digest(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+def evaluate(args: list[str]) -> None:
+    with pytest.MonkeyPatch.context() as patch:
+        run_entry("evaluate", args, patch)
+
+
+def predict(args: list[str]) -> None:
+    with pytest.MonkeyPatch.context() as patch:
+        run_entry("predict", args, patch)
+
+
+def test_training_writes_a_consistent_evaluation(run: Path) -> None:
+    eval_dir, record = run / "eval", read_run_record(run)
+    for name in TABLES + PICTURES:
+        assert (eval_dir / name).is_file(), name
+    metrics = json.loads((eval_dir / "eval_metrics.json").read_text())
+    # the best checkpoint reproduces the test accuracy training recorded
+    assert metrics["accuracy"] == pytest.approx(record["test_acc"], abs=1e-3)
+    assert metrics["f1_macro"] == pytest.approx(record["test_f1_macro"], abs=1e-3)
+    assert metrics["images"] == record["test_images"] == 100 and 0 <= metrics["ece"] <= 1
+    names, matrix = read_matrix(eval_dir / "confusion_matrix.csv")
+    assert names == [str(d) for d in range(10)]
+    assert matrix.sum() == 100 and np.trace(matrix) / matrix.sum() == pytest.approx(metrics["accuracy"])
+    report = json.loads((eval_dir / "classification_report.json").read_text())
+    assert report["accuracy"] == pytest.approx(metrics["accuracy"])
+    assert metrics["fit"]["verdict"] in {"underfitting", "good fit", "overfitting"}
+    assert (eval_dir / "fit_diagnosis.txt").read_text().strip() == metrics["fit"]["line"]
+
+
+def test_errors_are_the_models_real_mistakes_most_confident_first(run: Path, tiny_data: Path) -> None:
+    errors = list(csv.DictReader((run / "eval" / "errors.csv").open()))
+    _, matrix = read_matrix(run / "eval" / "confusion_matrix.csv")
+    assert len(errors) == matrix.sum() - np.trace(matrix)
+    confidences = [float(e["confidence"]) for e in errors]
+    assert confidences == sorted(confidences, reverse=True)
+    model = load_trained_model(run / read_run_record(run)["best_checkpoint"])
+    test = readers.read_mnist(tiny_data, train=False)
+    indices = [int(e["test_index"]) for e in errors]
+    probabilities = predict_logits(
+        model.net, test.images[indices], model.datamodule.normalize, torch.device("cpu")
+    ).softmax(-1)
+    for error, p in zip(errors, probabilities, strict=True):
+        assert error["true"] == str(int(test.labels[int(error["test_index"])]))
+        assert error["predicted"] == str(int(p.argmax())) != error["true"]
+        assert float(error["confidence"]) == pytest.approx(float(p.max()), abs=1e-5)
+
+
+def test_pictures_decode_and_reach_tensorboard(run: Path) -> None:
+    sizes = {}
+    for name in PICTURES:
+        with Image.open(run / "eval" / name) as image:
+            image.load()
+            assert image.width >= 300 and image.height >= 200, name
+            sizes[name.removesuffix(".png")] = image.size
+    events = EventAccumulator(str(run / "tensorboard"), size_guidance={"images": 0, "scalars": 0})
+    events.Reload()
+    assert set(TB_IMAGES) <= set(events.Tags()["images"])
+    for tag in TB_IMAGES:
+        logged = events.Images(tag)[-1]
+        assert (logged.width, logged.height) == sizes[tag.removeprefix("eval/")]
+    metadata = events.SummaryMetadata("_hparams_/session_start_info")
+    assert metadata.plugin_data.plugin_name == "hparams"
+    session = plugin_data_pb2.HParamsPluginData.FromString(metadata.plugin_data.content).session_start_info
+    assert session.hparams["model._target_"].string_value.endswith("SmallCNN")
+    metrics = json.loads((run / "eval" / "eval_metrics.json").read_text())
+    assert events.Scalars("hparams/eval/acc")[-1].value == pytest.approx(metrics["accuracy"])
+    assert events.Scalars("hparams/eval/ece")[-1].value == pytest.approx(metrics["ece"], abs=1e-6)
+
+
+def test_evaluate_entry_never_overwrites_a_previous_evaluation(run: Path, capsys) -> None:
+    before = digest(run / "eval")
+    evaluate([f"ckpt_path={run / read_run_record(run)['best_checkpoint']}"])
+    assert digest(run / "eval") == before
+    again = json.loads((run / "eval-1" / "eval_metrics.json").read_text())
+    assert again["accuracy"] == json.loads((run / "eval" / "eval_metrics.json").read_text())["accuracy"]
+    assert "most confused" in capsys.readouterr().out
+
+
+def test_evaluate_into_a_new_folder_logs_a_full_hparams_entry(run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "analysis"
+    checkpoint = tmp_path / "copy.ckpt"  # outside its run directory: no curves, its own TensorBoard log
+    checkpoint.write_bytes((run / read_run_record(run)["best_checkpoint"]).read_bytes())
+    evaluate([f"ckpt_path={checkpoint}", f"output_dir={out}", "data=mnist"])
+    metrics = json.loads((out / "eval_metrics.json").read_text())
+    assert "curves.png" in metrics["skipped"] and not (out / "curves.png").exists()
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(
+        events.SummaryMetadata("_hparams_/experiment").plugin_data.content
+    ).experiment
+    assert {"hparams/eval/acc", "hparams/eval/ece"} <= {m.name.tag for m in experiment.metric_infos}
+
+
+def test_predict_matches_the_model_on_the_test_tensor(run: Path, tiny_data: Path, tmp_path: Path) -> None:
+    test = readers.read_mnist(tiny_data, train=False)
+    folder = tmp_path / "digits"
+    folder.mkdir()
+    for index in range(5):
+        Image.fromarray(test.images[index, 0].numpy()).save(folder / f"test_{index}.png")
+    (folder / "notes.txt").write_text("not an image, ignored in a folder")
+    output = tmp_path / "preds.csv"
+    predict([f"ckpt_path={run}", f"image={folder}", f"output={output}"])
+    rows = list(csv.DictReader(output.open()))
+    assert [Path(r["file"]).name for r in rows] == [f"test_{i}.png" for i in range(5)]
+    model = load_trained_model(run)
+    expected = predict_logits(model.net, test.images[:5], model.datamodule.normalize, torch.device("cpu"))
+    expected = expected.softmax(-1)
+    for row, p in zip(rows, expected, strict=True):
+        top = p.topk(5)
+        assert [row[f"class_{k}"] for k in range(1, 6)] == [str(c) for c in top.indices.tolist()]
+        assert [float(row[f"prob_{k}"]) for k in range(1, 6)] == pytest.approx(top.values.tolist(), abs=1e-5)
+
+
+def test_predict_resizes_and_converts_any_image(run: Path, tmp_path: Path, capsys) -> None:
+    photo = tmp_path / "photo.jpg"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (50, 70, 3), dtype=np.uint8)).save(photo)
+    predict([f"ckpt_path={run}", f"image={photo}", "top_k=3"])
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith(f"{photo}: ") and len(line.split(": ", 1)[1].split(", ")) == 3
+
+
+def test_a_model_without_convolutions_skips_the_conv_pictures(tiny_data: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "mlp"
+    train(tiny_data, run_dir, "model=mlp", "evaluate=true")
+    metrics = json.loads((run_dir / "eval" / "eval_metrics.json").read_text())
+    for name in ("filters.png", "feature_maps.png", "class_evidence.png"):
+        assert not (run_dir / "eval" / name).exists() and "no convolution" in metrics["skipped"][name]
+    assert (run_dir / "eval" / "confusion_matrix.png").is_file() and (
+        run_dir / "eval" / "curves.png"
+    ).is_file()
+
+
+def expect_user_error(entry, args: list[str], capsys, *fragments: str) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        entry(args)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    for fragment in fragments:
+        assert fragment in err[0]
+    return err[0]
+
+
+def test_missing_and_corrupt_checkpoints_are_one_line_errors(run: Path, tmp_path: Path, capsys) -> None:
+    expect_user_error(evaluate, [f"ckpt_path={tmp_path / 'nope.ckpt'}"], capsys, "checkpoint not found")
+    expect_user_error(evaluate, [], capsys, "ckpt_path=")
+    garbage = tmp_path / "garbage.ckpt"
+    garbage.write_bytes(b"this is not a checkpoint")
+    expect_user_error(evaluate, [f"ckpt_path={garbage}"], capsys, "cannot read checkpoint", "corrupt")
+    truncated = tmp_path / "truncated.ckpt"
+    truncated.write_bytes((run / read_run_record(run)["best_checkpoint"]).read_bytes()[:5000])
+    expect_user_error(
+        predict, [f"ckpt_path={truncated}", f"image={run / 'eval' / 'errors.png'}"], capsys, "corrupt"
+    )
+    assert not (tmp_path / "eval").exists()
+
+
+def test_checkpoint_from_another_dataset_is_refused(run: Path, capsys) -> None:
+    before = sorted(p.name for p in run.iterdir())
+    expect_user_error(evaluate, [f"ckpt_path={run}", "data=cifar10"], capsys, "trained on data=mnist")
+    assert sorted(p.name for p in run.iterdir()) == before
+
+
+def test_existing_output_is_not_overwritten(run: Path, tmp_path: Path, capsys) -> None:
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "keep.txt").write_text("mine")
+    expect_user_error(evaluate, [f"ckpt_path={run}", f"output_dir={taken}"], capsys, "overwrite=true")
+    assert [p.name for p in taken.iterdir()] == ["keep.txt"]
+    output = tmp_path / "preds.csv"
+    output.write_text("old")
+    args = [f"ckpt_path={run}", f"image={run / 'eval' / 'errors.png'}", f"output={output}"]
+    expect_user_error(predict, args, capsys, "already exists")
+    assert output.read_text() == "old"
+
+
+def test_bad_images_are_one_line_errors(run: Path, tmp_path: Path, capsys) -> None:
+    not_image = tmp_path / "notes.png"
+    not_image.write_text("hello")
+    expect_user_error(predict, [f"ckpt_path={run}", f"image={not_image}"], capsys, "cannot read", "notes.png")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "readme.txt").write_text("no pictures here")
+    expect_user_error(predict, [f"ckpt_path={run}", f"image={empty}"], capsys, "holds no image files")
+    expect_user_error(
+        predict, [f"ckpt_path={run}", f"image={tmp_path / 'missing.png'}"], capsys, "does not exist"
+    )
+
+
+@pytest.mark.slow
+def test_cli_errors_cleanly_and_leaves_the_working_directory_alone(tmp_path: Path) -> None:
+    result = run_cli(["-m", "evaluate", f"ckpt_path={tmp_path / 'missing.ckpt'}"], cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: checkpoint not found")
+    assert list(tmp_path.iterdir()) == []  # no Hydra output folder or log file

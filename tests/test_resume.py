@@ -1,0 +1,105 @@
+"""Resume after a real crash, reproducibility, and the rules that keep a run directory intact."""
+
+from __future__ import annotations
+
+import csv
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+
+from cnnlab.runs import read_run_record
+from tests.conftest import REPO, TINY, run_cli, run_entry
+
+# 2 short epochs that learn something (adam, no augmentation), no post-run analysis
+FAST = [
+    "model=smallcnn",
+    "data=mnist",
+    "optimizer=adam",
+    "data.augment=[]",
+    "evaluate=false",
+    "trainer.max_epochs=2",
+]
+KILL = ["+callbacks.kill._target_=tests.killer.KillAt", "+callbacks.kill.epoch=1", "+callbacks.kill.batch=2"]
+COMPARED = ("test_acc", "test_loss", "test_f1_macro", "best_val_acc", "epochs")
+
+
+def metric_rows(run_dir: Path) -> list[dict[str, str]]:
+    """metrics.csv without the timing columns (images per second differ from run to run)."""
+    with (run_dir / "csv" / "metrics.csv").open() as file:
+        return [{k: v for k, v in row.items() if "per_s" not in k} for row in csv.DictReader(file)]
+
+
+def killed_run(run_dir: Path, tiny_data: Path, *extra: str) -> None:
+    """Train in a subprocess that SIGKILLs itself in the middle of its last epoch (1 of 0, 1)."""
+    args = ["-m", "train", f"hydra.run.dir={run_dir}", f"data.root={tiny_data}", *TINY, *FAST, *KILL, *extra]
+    result = run_cli(args, cwd=REPO, env={"CNNLAB_TEST_KILL": "1"})
+    assert result.returncode == -signal.SIGKILL, result.stderr[-2000:]
+    assert not (run_dir / "metrics.json").exists() and (run_dir / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_two_runs_with_one_seed_give_identical_metrics(train_run) -> None:
+    first = train_run(*FAST, "deterministic=true", "seed=3")
+    second = train_run(*FAST, "deterministic=true", "seed=3")
+    assert {k: first[k] for k in COMPARED} == {k: second[k] for k in COMPARED}
+    assert metric_rows(Path(first["run_dir"])) == metric_rows(Path(second["run_dir"]))
+
+
+def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(train_run, tiny_data, tmp_path) -> None:
+    reference = train_run(*FAST)
+    run_dir = tmp_path / "killed"
+    killed_run(run_dir, tiny_data)
+    log_before = (run_dir / "train.log").read_text()
+
+    resumed = train_run(*FAST, "ckpt_path=last", run_dir=run_dir)
+    assert {k: resumed[k] for k in COMPARED} == {k: reference[k] for k in COMPARED}
+    assert resumed["resumed_from"] == "checkpoints/last.ckpt" and resumed["status"] == "completed"
+    # the log continues: every epoch's rows once, equal to the uninterrupted run's
+    assert metric_rows(run_dir) == metric_rows(Path(reference["run_dir"]))
+    log = (run_dir / "train.log").read_text()  # appended: the killed attempt's lines, then the resumed one's
+    assert log.startswith(log_before) and "resuming from" in log[len(log_before) :]
+
+
+def test_step_checkpoints_resume_mid_epoch_to_the_same_epoch_count(train_run, tiny_data, tmp_path) -> None:
+    run_dir = tmp_path / "steps"
+    killed_run(run_dir, tiny_data, "callbacks.step_checkpoint.every_n_train_steps=2")
+    saved = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert saved["global_step"] == 6  # epoch 1 was killed at its batch 2: the step-6 checkpoint, mid-epoch
+    resumed = train_run(
+        *FAST, "callbacks.step_checkpoint.every_n_train_steps=2", "resume=true", run_dir=run_dir
+    )
+    assert resumed["epochs"] == 2 and resumed["status"] == "completed"
+    epochs = [row["epoch"] for row in metric_rows(run_dir) if row.get("val/acc")]
+    assert epochs == ["0", "1"]  # no epoch logged twice, none missing
+    assert sorted(p.name for p in (run_dir / "checkpoints").glob("last*")) == ["last.ckpt"]
+
+
+def test_interrupted_run_is_kept_then_resumed_by_directory(
+    train_run, tiny_data, tmp_path, capsys, monkeypatch
+) -> None:
+    run_dir = tmp_path / "interrupted"
+    killed_run(run_dir, tiny_data)
+    last = (run_dir / "checkpoints" / "last.ckpt").read_bytes()
+    config = (run_dir / ".hydra" / "config.yaml").read_text()
+    with pytest.raises(SystemExit) as exit_info:
+        train_run(*FAST, "seed=5", run_dir=run_dir)
+    assert exit_info.value.code == 2
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "holds an interrupted run" in message and "ckpt_path=last" in message
+    assert (run_dir / "checkpoints" / "last.ckpt").read_bytes() == last
+    assert (run_dir / ".hydra" / "config.yaml").read_text() == config  # refused before Hydra wrote there
+
+    # resume=<run dir> alone: the run's saved overrides, continued in place
+    run_entry("train", [f"resume={run_dir}"], monkeypatch)
+    record = read_run_record(run_dir)
+    assert record["status"] == "completed" and record["epochs"] == 2
+    assert record["resumed_from"] == "checkpoints/last.ckpt" and "seed=5" not in record["overrides"]
+
+
+def test_resume_true_skips_a_finished_run(train_run, tmp_path, capsys) -> None:
+    run_dir = tmp_path / "done"
+    first = train_run(*FAST, "trainer.max_epochs=1", run_dir=run_dir)
+    again = train_run(*FAST, "trainer.max_epochs=1", "resume=true", run_dir=run_dir)
+    assert again == first
+    assert "already finished, skipped" in capsys.readouterr().out

@@ -1,0 +1,112 @@
+"""Sweeps that survive failures and crashes, and the launcher / search configs for clusters."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from tests.conftest import CONF, REPO, TINY, run_cli, run_entry
+
+FAST = ["model=mlp", "data=mnist", "evaluate=false"]
+
+
+def sweep(sweep_dir: Path, tiny_data: Path, *args: str, env: dict[str, str] | None = None):
+    command = ["-m", "train", "--multirun", f"hydra.sweep.dir={sweep_dir}", f"data.root={tiny_data}"]
+    return run_cli([*command, *TINY, *FAST, *args], cwd=REPO, env=env)
+
+
+def record(job_dir: Path) -> dict:
+    return json.loads((job_dir / "metrics.json").read_text())
+
+
+def test_failed_job_is_recorded_and_the_sweep_goes_on(
+    tmp_path: Path, tiny_data: Path, monkeypatch, capsys
+) -> None:
+    sweep_dir = tmp_path / "sweep"
+    # job 1 holds out more validation images than the 200 training images: a user error at run time
+    result = sweep(sweep_dir, tiny_data, "data.val_size=1000,40")
+    assert result.returncode == 1, result.stderr[-3000:]  # the sweep ran to the end, then reports
+    failed, completed = record(sweep_dir / "0"), record(sweep_dir / "1")
+    assert completed["status"] == "completed" and completed["val_images"] == 40
+    assert failed["status"] == "failed" and failed["model"] == "mlp" and failed["dataset"] == "mnist"
+    assert (
+        failed["error"].startswith("data.val_size=1000 is invalid")
+        and "data.val_size=1000" in failed["overrides"]
+    )
+    assert f"failed: {sweep_dir / '0'}: data.val_size=1000" in result.stderr
+
+    run_entry("results", [str(sweep_dir)], monkeypatch)
+    listed = capsys.readouterr().out
+    assert "failed" in listed and "data.val_size=1000 is invalid" in listed
+
+
+def test_killed_sweep_rerun_with_resume_skips_finished_jobs(
+    tmp_path: Path, tiny_data: Path, monkeypatch, capsys
+) -> None:
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher", reason="pip install -e '.[sweep]'")
+    sweep_dir = tmp_path / "sweep"
+    grid = ["seed=0,1", "trainer.max_epochs=2"]
+    kill = ["+callbacks.kill._target_=tests.killer.KillAt", "+callbacks.kill.epoch=1"]
+    kill += ["+callbacks.kill.batch=2", "+callbacks.kill.seed=${seed}", "+callbacks.kill.only_seed=1"]
+    killed = sweep(sweep_dir, tiny_data, *grid, *kill, env={"CNNLAB_TEST_KILL": "1"})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    finished = (sweep_dir / "0" / "metrics.json").read_text()
+    assert (
+        not (sweep_dir / "1" / "metrics.json").exists()
+        and (sweep_dir / "1" / "checkpoints" / "last.ckpt").exists()
+    )
+
+    multirun = ["--multirun", f"hydra.sweep.dir={sweep_dir}", f"data.root={tiny_data}", *TINY, *FAST, *grid]
+    with pytest.raises(SystemExit) as refused:  # in this process: refused before any job starts
+        run_entry("train", multirun, monkeypatch)
+    assert refused.value.code == 2 and "add resume=true" in capsys.readouterr().err.strip().splitlines()[-1]
+
+    # the same command with resume=true, its jobs run by the joblib launcher in parallel processes
+    resumed = sweep(sweep_dir, tiny_data, *grid, *kill, "resume=true", "hydra/launcher=parallel")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert (sweep_dir / "0" / "metrics.json").read_text() == finished  # skipped, untouched
+    job = record(sweep_dir / "1")
+    assert (
+        job["status"] == "completed" and job["epochs"] == 2 and job["resumed_from"] == "checkpoints/last.ckpt"
+    )
+
+
+def test_optuna_search_runs_trials_and_reports_the_best(tmp_path: Path, tiny_data: Path) -> None:
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="pip install -e '.[sweep]'")
+    sweep_dir = tmp_path / "search"
+    command = ["-m", "train", "hparams_search=optuna", "hydra.sweeper.n_trials=2"]
+    command += [f"hydra.sweep.dir={sweep_dir}", f"data.root={tiny_data}", *TINY, *FAST]
+    result = run_cli(command, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    trials = [record(sweep_dir / str(n)) for n in (0, 1)]
+    assert all(t["status"] == "completed" for t in trials) and trials[0]["lr"] != trials[1]["lr"]
+    best = (sweep_dir / "optimization_results.yaml").read_text()
+    assert f"best_value: {max(t['best_val_acc'] for t in trials)}" in best
+
+
+def compose_hydra(*overrides: str):
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        return compose("train", list(overrides), return_hydra_config=True)
+
+
+def test_launcher_and_search_configs_compose() -> None:
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="pip install -e '.[sweep]'")
+    slurm = compose_hydra(
+        "hydra/launcher=slurm", "hydra.launcher.partition=gpu", "trainer=ddp", "trainer.devices=4"
+    )
+    launcher = slurm.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher") and launcher.partition == "gpu"
+    assert launcher.gpus_per_node == 4 and launcher.tasks_per_node == 4 and launcher.timeout_min == 240
+    assert slurm.trainer.strategy == "ddp" and slurm.trainer.devices == 4
+
+    parallel = compose_hydra("hydra/launcher=parallel")
+    assert parallel.hydra.launcher._target_.endswith("JoblibLauncher") and parallel.hydra.launcher.n_jobs == 2
+
+    search = compose_hydra("hparams_search=optuna")
+    sweeper = search.hydra.sweeper
+    assert sweeper._target_.endswith("OptunaSweeper") and sweeper.direction == "maximize"
+    assert set(sweeper.params) == {"optimizer.lr", "optimizer.weight_decay", "loss.label_smoothing"}
