@@ -7,9 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 from PIL import Image
 from torch import nn
 
+from cnnlab.analysis.checkpoints import load_trained_model
 from cnnlab.analysis.curves import History, diagnose_fit, read_history
 from cnnlab.analysis.figures import plot_confusion_matrix, plot_filters
 from cnnlab.analysis.gradcam import gradcam_maps
@@ -17,6 +20,8 @@ from cnnlab.analysis.layers import first_conv, gradcam_layer, stages
 from cnnlab.models.mlp import MLP
 from cnnlab.models.smallcnn import SmallCNN
 from cnnlab.models.smallvgg import SmallVGG
+from cnnlab.training import instantiate_model
+from tests.conftest import CONF
 
 
 class ResidualBlock(nn.Module):
@@ -126,3 +131,20 @@ def test_rgb_filters_are_drawn_in_colour(tmp_path: Path) -> None:
         pixels = np.asarray(image.convert("RGB")).reshape(-1, 3)
     red = (pixels[:, 0] > 200) & (pixels[:, 1] < 50) & (pixels[:, 2] < 50)
     assert red.mean() > 0.2
+
+
+def test_pretrained_checkpoints_load_without_the_pretrained_file(
+    tmp_path: Path, monkeypatch, tiny_data
+) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-cache"))  # no ImageNet weights, no network
+    overrides = ["model=resnet18_transfer", "data=cifar10", f"data.root={tiny_data}", "model.input_size=32"]
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        config = compose("train", overrides)
+        trained = instantiate_model(compose("train", [*overrides, "model.weights=null"]))
+    resolved = {part: OmegaConf.to_container(config[part], resolve=True) for part in ("model", "data")}
+    assert resolved["model"]["weights"] == "IMAGENET1K_V1"
+    state = {f"net.{key}": value for key, value in trained.state_dict().items()}
+    torch.save({"state_dict": state, "cnnlab_config": resolved}, tmp_path / "transfer.ckpt")
+    loaded = load_trained_model(tmp_path / "transfer.ckpt")
+    for key, value in trained.state_dict().items():
+        assert torch.equal(loaded.net.state_dict()[key], value), key

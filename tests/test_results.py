@@ -122,3 +122,28 @@ def test_reference_table_sweeps_every_model_and_tabulates(
     }  # the course's
     assert all(row["status"] == "completed" and row["dataset"] == "mnist" for row in rows)
     assert "experiment=reference_table" in text
+
+
+def test_optional_columns_appear_when_runs_have_them() -> None:
+    from cnnlab.results import Run, markdown, summarize
+
+    def run(seed: int, epochs: int | None) -> Run:
+        record = {
+            "status": "completed",
+            "model": "smallcnn",
+            "dataset": "mnist",
+            "seed": seed,
+            "test_acc": 0.9,
+            "test_f1_macro": 0.9,
+            "best_val_acc": 0.9,
+            "params": 10,
+            "epochs": 3,
+            "epochs_to_val_acc": epochs,
+            "overrides": [f"seed={seed}"],
+        }
+        return Run(path=Path(f"/runs/{seed}"), record=record, status="completed")
+
+    rows = summarize([run(0, 2), run(1, 4), run(2, None)])
+    text = markdown(rows, [], by=("model", "dataset"))
+    assert "epochs to val target" in text and "3.0 ± 1.4 (2/3 runs)" in text
+    assert "TTA top-1" not in text

@@ -24,6 +24,8 @@ from cnnlab.runs import RUN_RECORD
 IGNORED_OVERRIDES = ("seed", "hydra.", "paths.", "data.root", "data.num_workers", "data_dir", "log_dir")
 # The metrics averaged over seeds, with their column titles.
 METRICS = {"test_acc": "test top-1", "test_f1_macro": "macro-F1", "best_val_acc": "val acc"}
+# shown only when some run of the table has them: TTA accuracy, epochs to the validation target
+OPTIONAL_METRICS = {"test_tta_acc": "TTA top-1", "epochs_to_val_acc": "epochs to val target"}
 GROUP_FIELDS = ("model", "dataset", "features", "config")
 DEFAULT_SORT = ("dataset", "model", "config")
 
@@ -117,10 +119,11 @@ def summarize(runs: Sequence[Run], by: Sequence[str] = GROUP_FIELDS) -> list[dic
         row: dict[str, Any] = {name: _distinct(run.field(name) for run in members) for name in GROUP_FIELDS}
         row["runs"] = len(members)
         row["seeds"] = _distinct(run.record.get("seed") for run in members)
-        for metric in METRICS:
+        for metric in (*METRICS, *OPTIONAL_METRICS):
             values = _numbers(run.record.get(metric) for run in members)
             row[f"{metric}_mean"] = statistics.fmean(values) if values else None
             row[f"{metric}_std"] = statistics.stdev(values) if len(values) > 1 else None
+            row[f"{metric}_runs"] = len(values)
         params = _numbers(run.record.get("params") for run in members)
         row["params"] = (
             int(params[0]) if params and min(params) == max(params) else _distinct(map(int, params))
@@ -152,24 +155,30 @@ def sort_rows(rows: list[dict[str, Any]], keys: Sequence[str]) -> list[dict[str,
     return rows
 
 
-def _mean_std(row: dict[str, Any], metric: str, digits: int = 4) -> str:
+def _mean_std(row: dict[str, Any], metric: str) -> str:
     mean, std = row[f"{metric}_mean"], row[f"{metric}_std"]
     if mean is None:
         return "n/a"
-    return f"{mean:.{digits}f} ± {std:.{digits}f}" if std is not None else f"{mean:.{digits}f}"
+    digits = 1 if metric == "epochs_to_val_acc" else 4
+    text = f"{mean:.{digits}f} ± {std:.{digits}f}" if std is not None else f"{mean:.{digits}f}"
+    if metric in OPTIONAL_METRICS and row[f"{metric}_runs"] < row["runs"]:
+        text += f" ({row[f'{metric}_runs']}/{row['runs']} runs)"  # e.g. the others never reached the target
+    return text
 
 
 def markdown(rows: Sequence[dict[str, Any]], problems: Sequence[Run], by: Sequence[str]) -> str:
     """The table as Markdown, then the failed and unfinished runs."""
     columns = [c for c in GROUP_FIELDS if c in by or c != "config"]
-    header = [*columns, *METRICS.values(), "params", "train time (s)", "device", "epochs", "runs"]
+    metrics = dict(METRICS)
+    metrics.update({k: v for k, v in OPTIONAL_METRICS.items() if any(row[f"{k}_runs"] for row in rows)})
+    header = [*columns, *metrics.values(), "params", "train time (s)", "device", "epochs", "runs"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         params = f"{row['params']:,}" if isinstance(row["params"], int) else row["params"]
         time_s = "n/a" if row["train_time_s_mean"] is None else f"{row['train_time_s_mean']:.1f}"
         cells = [
             *(f"`{row[c]}`" if c == "config" and row[c] else row[c] for c in columns),
-            *(_mean_std(row, metric) for metric in METRICS),
+            *(_mean_std(row, metric) for metric in metrics),
             params,
             time_s,
             row["device"],
@@ -214,6 +223,11 @@ def to_csv(rows: Sequence[dict[str, Any]], problems: Sequence[Run]) -> str:
     return buffer.getvalue()
 
 
+def _natural(path: Path) -> list[Any]:
+    """Sort key that puts job 2 before job 10."""
+    return [int(part) if part.isdigit() else part for part in path.parts]
+
+
 def results_table(
     roots: Sequence[Path | str],
     by: Sequence[str] | None = None,
@@ -228,7 +242,7 @@ def results_table(
     # rows follow the grouping asked for; by default, datasets then models
     rows = sort_rows(summarize(runs, by or GROUP_FIELDS), list(sort or by or DEFAULT_SORT))
     by = list(by or GROUP_FIELDS)
-    problems = sorted((run for run in runs if run.status != "completed"), key=lambda run: str(run.path))
+    problems = sorted((run for run in runs if run.status != "completed"), key=lambda run: _natural(run.path))
     out = Path(out_dir) if out_dir else Path(os.path.commonpath([Path(r).resolve() for r in roots]))
     out.mkdir(parents=True, exist_ok=True)
     text = markdown(rows, problems, by)

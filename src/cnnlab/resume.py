@@ -18,7 +18,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from cnnlab.errors import CheckpointError, ConfigError, exit_on_user_error
-from cnnlab.runs import RUN_RECORD, read_run_record
+from cnnlab.runs import RUN_RECORD, flatten_config, read_run_record
 
 log = logging.getLogger(__name__)
 
@@ -167,22 +167,13 @@ def _warn_config_drift(saved: dict[str, Any] | None, cfg: DictConfig) -> None:
     if not saved:
         return
     ignored = ("ckpt_path", "resume", "paths.", "hydra.", "logger.", "data.num_workers")
-    now = _flatten(OmegaConf.to_container(cfg, resolve=True))
-    then = _flatten(saved)
+    now = flatten_config(OmegaConf.to_container(cfg, resolve=True))
+    then = flatten_config(saved)
     keys = (now.keys() | then.keys()) - {key for key in now.keys() | then.keys() if key.startswith(ignored)}
     changed = sorted(key for key in keys if now.get(key) != then.get(key))
     if changed:
         shown = ", ".join(f"{key}: {then.get(key)!r} -> {now.get(key)!r}" for key in changed[:5])
         log.warning("resuming with settings that differ from the checkpoint's run: %s", shown)
-
-
-def _flatten(config: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(config, dict):
-        flat: dict[str, Any] = {}
-        for key, value in config.items():
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        return flat
-    return {prefix.rstrip("."): config}
 
 
 def _task_overrides() -> list[str]:

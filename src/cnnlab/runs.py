@@ -9,8 +9,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import lightning as L
-import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
@@ -47,6 +45,9 @@ def task_overrides() -> list[str]:
 
 def common_record(cfg: DictConfig, datamodule: Any, started_at: datetime) -> dict[str, Any]:
     """The record fields every run has, neural or classical; each model path adds its own."""
+    import lightning as L  # here, not at the top: `python -m results` reads records without torch
+    import torch
+
     return {
         "status": "completed",
         "model": hydra_choice("model", str(cfg.model.get("_target_", "?")).rsplit(".", 1)[-1].lower()),
@@ -72,3 +73,22 @@ def summary_line(record: dict[str, Any]) -> str:
         f"{record.get('params', 0):,} params, {epochs}in {record.get('train_time_s', 0):.1f} s "
         f"on {record.get('device', '?')} -> {record['run_dir']}"
     )
+
+
+def flatten_config(config: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested config -> {"optimizer.lr": 0.1, ...}; the ``hydra`` node is left out."""
+    if isinstance(config, dict):
+        flat: dict[str, Any] = {}
+        for key, value in config.items():
+            if key != "hydra":
+                flat.update(flatten_config(value, f"{prefix}{key}."))
+        return flat
+    return {prefix.rstrip("."): config}
+
+
+def hparams(config: dict[str, Any]) -> dict[str, Any]:
+    """The flat config as TensorBoard's HParams wants it: scalars, with lists and None as strings."""
+    return {
+        key: value if isinstance(value, (int, float, str, bool)) else str(value)
+        for key, value in flatten_config(config).items()
+    }

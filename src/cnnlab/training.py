@@ -27,7 +27,7 @@ from cnnlab.errors import ConfigError
 from cnnlab.lr_finder import find_learning_rate
 from cnnlab.milestones import EpochsToAccuracy
 from cnnlab.module import ClassifierModule
-from cnnlab.runs import RUN_RECORD, common_record, hydra_choice, summary_line, write_json_atomic
+from cnnlab.runs import RUN_RECORD, common_record, hparams, hydra_choice, summary_line, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -243,12 +243,14 @@ def fit_network(
             key: float(value) for key, value in trainer.callback_metrics.items() if key.startswith("test/")
         }
 
-    hparams = _flatten(resolved)
+    flat_hparams = hparams(resolved)
     for logger in trainer.loggers:
         if isinstance(logger, TensorBoardLogger):  # the HParams tab pairs the config with the final metrics
-            logger.log_hyperparams(hparams, {f"hparams/{key}": value for key, value in test_metrics.items()})
+            logger.log_hyperparams(
+                flat_hparams, {f"hparams/{key}": value for key, value in test_metrics.items()}
+            )
         else:
-            logger.log_hyperparams(hparams)
+            logger.log_hyperparams(flat_hparams)
     return {
         "params": count_parameters(net),
         "trainable_params": sum(p.numel() for p in net.parameters() if p.requires_grad),
@@ -277,15 +279,3 @@ def fit_network(
         "precision": str(trainer.precision),
         "best_checkpoint": os.path.relpath(best_path, output_dir) if best_path else None,
     }
-
-
-def _flatten(config: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested config -> {"optimizer.lr": 0.1, ...}, lists as strings (TensorBoard's HParams needs scalars)."""
-    if isinstance(config, dict):
-        flat: dict[str, Any] = {}
-        for key, value in config.items():
-            if key != "hydra":
-                flat.update(_flatten(value, f"{prefix}{key}."))
-        return flat
-    value = config if isinstance(config, (int, float, str, bool)) or config is None else str(config)
-    return {prefix.rstrip("."): "None" if value is None else value}

@@ -92,6 +92,20 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     return checkpoint
 
 
+def architecture_only(model_config: dict[str, Any]) -> dict[str, Any]:
+    """The model config without its training-time initialisation: the checkpoint replaces every weight.
+
+    A pretrained model (``weights: IMAGENET1K_V1``) is rebuilt from random weights, so loading a
+    checkpoint needs neither the download nor the cached file; freezing only matters to training.
+    """
+    rebuilt = dict(model_config)
+    if rebuilt.get("weights") is not None:
+        rebuilt["weights"] = None
+    if rebuilt.get("freeze_backbone"):
+        rebuilt["freeze_backbone"] = False
+    return rebuilt
+
+
 def load_trained_model(
     path: str | Path | None,
     dataset: str | None = None,
@@ -115,7 +129,7 @@ def load_trained_model(
     if data_root is not None:
         data_config.root = str(data_root)
     datamodule: ImageDataModule = instantiate(data_config)
-    net = instantiate_model(OmegaConf.create({"model": config["model"]}))
+    net = instantiate_model(OmegaConf.create({"model": architecture_only(config["model"])}))
     state = {
         key.removeprefix(STATE_PREFIX): value
         for key, value in checkpoint["state_dict"].items()

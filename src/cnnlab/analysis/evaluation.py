@@ -18,7 +18,7 @@ from cnnlab.analysis.inference import pick_device, predict_logits
 from cnnlab.analysis.layers import first_conv, gradcam_layer, stages
 from cnnlab.analysis.reports import write_classification_reports
 from cnnlab.errors import ConfigError
-from cnnlab.runs import RUN_RECORD, read_run_record, write_json_atomic
+from cnnlab.runs import RUN_RECORD, hparams, read_run_record, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -272,7 +272,6 @@ def _log_to_tensorboard(
     log_dir: Path,
 ) -> None:
     from cnnlab.analysis.tensorboard import log_evaluation
-    from cnnlab.training import _flatten
 
     final = {
         "hparams/eval/acc": metrics["accuracy"],
@@ -289,5 +288,5 @@ def _log_to_tensorboard(
         if tested_here and record.get(f"test_{key}") is not None:
             final[f"hparams/test/{key}"] = float(record[f"test_{key}"])
     images = {f"eval/{name}": path for name, path in pictures.items()}
-    log_evaluation(log_dir, images, _flatten(model.config), final, step=model.global_step)
+    log_evaluation(log_dir, images, hparams(model.config), final, step=model.global_step)
     log.info("TensorBoard: %d images and the hparams with final metrics in %s", len(images), log_dir)

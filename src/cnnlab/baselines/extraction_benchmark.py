@@ -1,6 +1,6 @@
 """HOG extraction time for CIFAR-10's 60,000 images: the parallel extractor against a per-image loop.
 
-    CNNLAB_DATA=/work/shared/data python benchmarks/hog_extraction.py [--loop-images N] [--repeat R]
+    python -m cnnlab.baselines.extraction_benchmark [--loop-images N] [--repeat R]   (CNNLAB_DATA set)
 
 Prints one line per method: the best of R timings (the least disturbed by other work on the machine)
 and images per second; no cache is involved.
