@@ -22,17 +22,13 @@ from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig, open_dict
 from torch import nn
 
+from cnnlab.callbacks import synchronize
 from cnnlab.data import ImageDataModule
 from cnnlab.errors import ConfigError
 from cnnlab.runs import write_json_atomic
 from cnnlab.training import build_module, instantiate_model, quiet_library_noise, resolve_precision
 
 log = logging.getLogger(__name__)
-
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _device(cfg: DictConfig) -> torch.device:
@@ -66,14 +62,14 @@ class StepTimer(Callback):
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if trainer.global_step == self.warmup and not self.start:
-            _synchronize(pl_module.device)
+            synchronize(pl_module.device)
             self.start = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if self.start and not self.elapsed:
             self.images += len(batch[0])
         if trainer.global_step == self.warmup + self.steps and not self.elapsed:
-            _synchronize(pl_module.device)
+            synchronize(pl_module.device)
             self.elapsed = time.perf_counter() - self.start
 
 
@@ -175,7 +171,7 @@ class Benchmark:
         images_seen, start = 0, 0.0
         for step in range(total):
             if step == self.warmup:
-                _synchronize(self.device)
+                synchronize(self.device)
                 start = time.perf_counter()
             images, labels = next(batches)
             with _autocast(self.device, self.precision):
@@ -187,7 +183,7 @@ class Benchmark:
                 scheduler.step()
             if step >= self.warmup:
                 images_seen += len(labels)
-        _synchronize(self.device)
+        synchronize(self.device)
         elapsed = time.perf_counter() - start
         return {"seconds": elapsed, "images": images_seen, "images_per_s": images_seen / elapsed}
 
@@ -200,11 +196,11 @@ class Benchmark:
         with torch.inference_mode(), _autocast(self.device, self.precision):
             for _ in range(self.warmup):
                 module(batch)
-            _synchronize(self.device)
+            synchronize(self.device)
             start = time.perf_counter()
             for _ in range(self.steps):
                 module(batch)
-            _synchronize(self.device)
+            synchronize(self.device)
         elapsed = time.perf_counter() - start
         return {"images_per_s": self.steps * len(batch) / elapsed}
 

@@ -50,19 +50,20 @@ class EpochThroughput(Callback):
         self.start = 0.0
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        _synchronize(pl_module.device)
+        synchronize(pl_module.device)
         self.images, self.start = 0, time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs: Any, batch: Any, batch_idx: int) -> None:
         self.images += len(batch[0])
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        _synchronize(pl_module.device)
+        synchronize(pl_module.device)
         elapsed = time.perf_counter() - self.start
         if self.images and elapsed > 0:
             pl_module.log("train/images_per_s", self.images * trainer.world_size / elapsed)
 
 
-def _synchronize(device: torch.device) -> None:
+def synchronize(device: torch.device) -> None:
+    """Wait for queued GPU work, so a wall-clock reading covers it (no-op on the CPU)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
