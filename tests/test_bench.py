@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from tests.conftest import run_entry
@@ -47,7 +48,11 @@ def test_bench_writes_every_field(tiny_data: Path, tmp_path: Path, monkeypatch, 
     )
     results = json.loads((run_dir / "bench.json").read_text())
     assert results.keys() >= FIELDS
-    assert results["model"] == "smallcnn" and results["dataset"] == "mnist" and results["device"] == "cpu"
+    assert (
+        results["model"] == "smallcnn"
+        and results["dataset"] == "mnist"
+        and results["device"] == f"cpu ({os.cpu_count()} cores)"
+    )
     for key in ("train_images_per_s", "inference_images_per_s", "plain_loop_images_per_s", "peak_memory_mb"):
         assert results[key] > 0
     assert results["overhead_ratio"] == results["plain_loop_images_per_s"] / results["lightning_images_per_s"]

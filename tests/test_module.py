@@ -34,3 +34,26 @@ def test_stage_metrics_are_independent() -> None:
     module.val_metrics.update(torch.tensor([[1.0, 0, 0]]), torch.tensor([1]))
     assert module.train_metrics.compute()["train/acc"] == 1.0
     assert module.val_metrics.compute()["val/acc"] == 0.0
+
+
+def test_epoch_metrics_cover_every_step_and_weight_the_loss_by_batch_size() -> None:
+    module = make_module()
+    batches = [(torch.randn(n, 1, 2, 2), torch.randint(0, 3, (n,))) for n in (5, 2, 7)]
+    losses = [module._shared_step(batch, "val") for batch in batches]
+    values = module.epoch_metrics("val")
+    images = torch.cat([images for images, _ in batches])
+    labels = torch.cat([labels for _, labels in batches])
+    logits = module(images)
+    expected_acc = (logits.argmax(dim=1) == labels).float().mean()
+    expected_loss = sum(loss.item() * len(y) for loss, (_, y) in zip(losses, batches, strict=True)) / len(
+        labels
+    )
+    assert values["val/acc"].item() == pytest.approx(expected_acc.item())
+    assert values["val/loss"].item() == pytest.approx(expected_loss, rel=1e-6)
+    assert values["val/loss"].item() == pytest.approx(module.criterion(logits, labels).item(), rel=1e-5)
+    # the next epoch starts from nothing
+    assert module.epoch_metrics("val") == {}
+    module._shared_step(batches[0], "val")
+    assert module.epoch_metrics("val")["val/acc"].item() == pytest.approx(
+        (module(batches[0][0]).argmax(dim=1) == batches[0][1]).float().mean().item()
+    )

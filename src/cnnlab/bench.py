@@ -26,7 +26,13 @@ from cnnlab.callbacks import synchronize
 from cnnlab.data import ImageDataModule
 from cnnlab.errors import ConfigError
 from cnnlab.runs import write_json_atomic
-from cnnlab.training import build_module, instantiate_model, quiet_library_noise, resolve_precision
+from cnnlab.training import (
+    build_module,
+    device_name,
+    instantiate_model,
+    quiet_library_noise,
+    resolve_precision,
+)
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +166,7 @@ class Benchmark:
         datamodule = self.datamodule("tensor")
         module = self.module(datamodule).to(self.device)
         loader = datamodule.device_batches(datamodule.train_set, train=True, device=self.device)
-        optimizer = module.optimizer_factory(module.parameters())
+        optimizer = module.make_optimizer()
         total = self.warmup + self.steps
         scheduler = (
             module.scheduler_factory(optimizer, total_steps=total) if module.scheduler_factory else None
@@ -254,7 +260,7 @@ def run_benchmark(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
         "loader": loader,
         "precision": bench.precision,
         "batch_size": cfg.data.batch_size,
-        "device": torch.cuda.get_device_name(bench.device) if bench.device.type == "cuda" else "cpu",
+        "device": device_name(bench.device),
         "cpu_threads": torch.get_num_threads(),
         "steps": bench.steps,
         "warmup_steps": bench.warmup,

@@ -66,8 +66,8 @@ def check_input_shape(net: nn.Module, shape: tuple[int, int, int], num_classes: 
         )
 
 
-def device_name(trainer: L.Trainer) -> str:
-    device = trainer.strategy.root_device
+def device_name(device: torch.device) -> str:
+    """How run records and bench.json name the hardware: the GPU's model, or the CPU's core count."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"{device.type} ({os.cpu_count()} cores)" if device.type == "cpu" else device.type
@@ -275,7 +275,7 @@ def fit_network(
         "lr": lr_found or cfg.optimizer.get("lr"),
         "lr_find_suggestion": lr_found,
         "scheduler": hydra_choice("scheduler", "none"),
-        "device": device_name(trainer),
+        "device": device_name(trainer.strategy.root_device),
         "precision": str(trainer.precision),
         "best_checkpoint": os.path.relpath(best_path, output_dir) if best_path else None,
     }
