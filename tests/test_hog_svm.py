@@ -10,7 +10,7 @@ import pytest
 
 from cnnlab.baselines import features
 from cnnlab.baselines.cache import FeatureCache
-from cnnlab.baselines.features import HogParams, extract_hog, hog_of
+from cnnlab.baselines.features import HogParams, color_histogram, descriptor_of, extract_hog, hog_of
 from tests.conftest import CONF, TINY, run_entry
 from tests.datasets import make_images
 
@@ -41,10 +41,12 @@ def test_hog_svm_writes_the_same_record_and_reports_as_networks(
     run_dir = tmp_path / "run"
     record = hog_run(f"data={dataset}", "evaluate=true", run_dir=run_dir)
     assert record["model"] == "hog_svm" and record["dataset"] == dataset and record["status"] == "completed"
-    assert record["features"] == "hog" and record["epochs"] is None
-    # 28 px: 3x3 cells of 8 px -> 2x2 blocks; 32 px: 4x4 cells -> 3x3 blocks; 2x2 cells x 9 bins per block
-    blocks = 9 if dataset == "cifar10" else 4
-    assert record["feature_dim"] == blocks * 4 * 9
+    assert record["features"] == "hog+color_hist" and record["epochs"] is None
+    # 28 px: 3x3 cells of 8 px -> 2x2 blocks; 32 px: 4x4 cells -> 3x3 blocks; 2x2 cells x 9 bins per block;
+    # then the colour histogram: 8 bins per channel
+    blocks, channels = (9, 3) if dataset == "cifar10" else (4, 1)
+    assert record["feature_dim"] == blocks * 4 * 9 + channels * 8
+    assert record["feature_params"]["transform_sqrt"] and not record["feature_params"]["grayscale"]
     assert record["params"] == 10 * record["feature_dim"] + 10  # one weight vector and bias per class
     assert (record["train_images"], record["val_images"], record["test_images"]) == (160, 40, 100)
     assert record["test_acc"] > 0.5 and 0 < record["best_val_acc"] <= 1  # chance is 0.1
@@ -78,18 +80,51 @@ def test_second_run_reads_the_cache_and_a_hog_parameter_invalidates_it(hog_run, 
 
     third = hog_run("data=mnist", "model.orientations=6")
     assert len(calls) == 4 and not third["features_cached"] and calls[-1].orientations == 6
-    assert third["feature_dim"] == 4 * 4 * 6
+    assert third["feature_dim"] == 4 * 4 * 6 + 8
+
+    # every feature option is in the key: the histogram and the power law invalidate it too
+    fourth = hog_run("data=mnist", "model.color_hist_bins=0")
+    assert len(calls) == 6 and not fourth["features_cached"] and fourth["feature_dim"] == 4 * 4 * 9
+    assert fourth["features"] == "hog"
+    fifth = hog_run("data=mnist", "model.color_hist_bins=0", "model.transform_sqrt=false")
+    assert len(calls) == 8 and not fifth["features_cached"] and not calls[-1].transform_sqrt
 
 
 def test_parallel_extraction_matches_a_per_image_loop_in_order() -> None:
     images, _ = make_images(23, (3, 32, 32), seed=5)
     params = HogParams()
-    expected = np.stack([hog_of(image, params) for image in images])
+    expected = np.stack([descriptor_of(image, params) for image in images])
     parallel = extract_hog(images, params, n_jobs=2, chunk_size=4)
-    assert parallel.dtype == np.float32 and parallel.shape == (23, 324)
+    assert parallel.dtype == np.float32 and parallel.shape == (23, 324 + 3 * 8)
     np.testing.assert_allclose(parallel, expected, rtol=1e-6, atol=1e-7)
-    colour = extract_hog(images[:3], HogParams(grayscale=False), n_jobs=1)
-    assert colour.shape == (3, 324) and not np.allclose(colour, parallel[:3])
+    grey = extract_hog(images[:3], HogParams(grayscale=True, color_hist_bins=0), n_jobs=1)
+    assert grey.shape == (3, 324) and not np.allclose(grey, parallel[:3, :324])
+
+
+def test_hog_options_change_the_descriptor_as_documented() -> None:
+    image = make_images(1, (3, 32, 32), seed=2)[0][0]
+    plain = HogParams(transform_sqrt=False, color_hist_bins=0)
+    assert descriptor_of(image, plain).shape == (324,)
+    np.testing.assert_array_equal(descriptor_of(image, plain), hog_of(image, plain))
+    # the power law changes the gradients, not the layout
+    compressed = HogParams(transform_sqrt=True, color_hist_bins=0)
+    assert not np.allclose(hog_of(image, compressed), hog_of(image, plain))
+    # the histogram follows the HOG: 4 bins x 3 channels
+    with_hist = descriptor_of(image, HogParams(transform_sqrt=False, color_hist_bins=4))
+    assert with_hist.shape == (324 + 12,)
+    np.testing.assert_array_equal(with_hist[:324], hog_of(image, plain))
+
+
+def test_color_histogram_counts_each_channel_in_equal_width_bins() -> None:
+    image = np.zeros((3, 2, 2), dtype=np.uint8)
+    image[0] = [[0, 63], [64, 255]]  # red: bins 0, 0, 1, 3 of 4
+    image[1] = 128  # green: all in bin 2
+    image[2] = [[255, 255], [255, 0]]  # blue: three in bin 3, one in bin 0
+    histogram = color_histogram(image, 4)
+    fractions = np.array([[0.5, 0.25, 0, 0.25], [0, 0, 1, 0], [0.25, 0, 0, 0.75]])
+    np.testing.assert_allclose(histogram, np.sqrt(fractions).ravel())
+    np.testing.assert_allclose(np.linalg.norm(histogram.reshape(3, 4), axis=1), 1.0)  # unit norm per channel
+    assert color_histogram(image[:1], 256).shape == (256,)  # one channel (grey images), the finest bins
 
 
 def test_cache_key_follows_the_image_content(tmp_path: Path) -> None:
@@ -116,6 +151,9 @@ def test_cache_key_follows_the_image_content(tmp_path: Path) -> None:
         ("model.pixels_per_cell=20", "do not fit in 28x28"),
         ("model.C=0", "model.C=0"),
         ("model.block_norm=L3", "L2-Hys"),
+        ("model.color_hist_bins=-1", "model.color_hist_bins=-1 is invalid"),
+        ("model.color_hist_bins=300", "from 1 to 256"),
+        ("model.transform_sqrt=maybe", "model.transform_sqrt='maybe' is invalid; use true or false"),
     ],
 )
 def test_bad_hog_settings_stop_with_one_line(

@@ -22,5 +22,6 @@ def test_real_mnist_hog_svm_beats_90_percent(train_run, tmp_path: Path) -> None:
         f"paths.cache_dir={tmp_path / 'cache'}",
     )
     assert record["train_images"] == 5000 and record["test_images"] == 10_000
-    assert not record["features_cached"] and record["feature_dim"] == 144
+    # HOG, then the 8-bin grey histogram
+    assert not record["features_cached"] and record["feature_dim"] == 144 + 8
     assert record["test_acc"] > 0.90 and record["best_val_acc"] > 0.90

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlab.baselines.features import HogParams, extract_hog, hog_of
+from cnnlab.baselines.features import HogParams, descriptor_of, extract_hog
 from cnnlab.data import readers
 
 
@@ -44,7 +44,9 @@ def main() -> None:
             timings.append(time.perf_counter() - started)
         return min(timings), features
 
-    seconds, loop = best_of(lambda: np.stack([hog_of(image, params) for image in subset]).astype(np.float32))
+    seconds, loop = best_of(
+        lambda: np.stack([descriptor_of(image, params) for image in subset]).astype(np.float32)
+    )
     print(
         f"{'per-image loop':24} {len(subset)} images in {seconds:6.1f} s ({len(subset) / seconds:7.0f} img/s)"
     )

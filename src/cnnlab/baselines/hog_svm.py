@@ -14,9 +14,14 @@ from cnnlab.errors import ConfigError
 
 
 class HogSVM:
-    """Grayscale HOG descriptors classified by a one-vs-rest linear SVM (sklearn's LinearSVC)."""
+    """HOG descriptors (plus an optional colour histogram) classified by a one-vs-rest linear SVM
+    (sklearn's LinearSVC).
 
-    features = "hog"
+    The feature options are :class:`~cnnlab.baselines.features.HogParams`'s: ``grayscale`` (false:
+    skimage's multichannel HOG), ``transform_sqrt`` (power-law compression before the gradients) and
+    ``color_hist_bins`` (per-channel histogram bins appended to the HOG; 0 = none). ``features`` is the
+    record's label: ``hog``, or ``hog+color_hist`` with the histogram.
+    """
 
     def __init__(
         self,
@@ -24,13 +29,24 @@ class HogSVM:
         pixels_per_cell: int = 8,
         cells_per_block: int = 2,
         block_norm: str = "L2-Hys",
-        grayscale: bool = True,
-        C: float = 1.0,  # sklearn's name for the SVM's regularisation constant
+        grayscale: bool = False,
+        transform_sqrt: bool = True,
+        color_hist_bins: int = 8,
+        C: float = 0.3,  # sklearn's name for the SVM's regularisation constant
         max_iter: int = 5000,
         standardize: bool = False,
         n_jobs: int = -1,
     ) -> None:
-        self.hog = HogParams(orientations, pixels_per_cell, cells_per_block, block_norm, grayscale)
+        self.hog = HogParams(
+            orientations,
+            pixels_per_cell,
+            cells_per_block,
+            block_norm,
+            grayscale,
+            transform_sqrt=transform_sqrt,
+            color_hist_bins=color_hist_bins,
+        )
+        self.features = "hog+color_hist" if color_hist_bins else "hog"
         if not C > 0:
             raise ConfigError(f"model.C={C} is invalid; the SVM's regularisation constant must be > 0")
         if not isinstance(max_iter, int) or max_iter < 1:
