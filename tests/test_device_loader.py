@@ -91,6 +91,36 @@ def test_device_batches_are_reproducible_for_a_seed_and_cover_each_image_once() 
     assert not torch.equal(torch.cat([y for _, y in loader]), torch.cat([y for _, y in loader]))
 
 
+@pytest.mark.parametrize("served", [3, 7, 0])  # mid-pass, at the pass's end, before any batch
+def test_a_restored_loader_continues_the_exact_batch_stream(served: int) -> None:
+    images = torch.randint(0, 256, (70, 3, 8, 8), dtype=torch.uint8)
+    labels = torch.arange(70)
+    # batched crop and flip, and an affine that runs image by image on torchvision's global RNG
+    augment = [v2.RandomCrop(8, padding=2, padding_mode="reflect"), v2.RandomHorizontalFlip()]
+    transforms = batch_transforms([*augment, v2.RandomAffine(degrees=10)])
+
+    def make(seed: int) -> DeviceBatches:
+        return DeviceBatches(
+            images, labels, 10, shuffle=True, drop_last=True, transforms=transforms, seed=seed
+        )
+
+    original = make(seed=4)
+    stream = iter(original)
+    for _ in range(served):
+        next(stream)
+    state = original.state_dict()
+    expected = [*stream, *original]  # the rest of this pass, then a whole next pass
+
+    torch.manual_seed(123)  # a resumed run's global RNG is elsewhere
+    restored = make(seed=99)  # and it builds its loader afresh; the state brings the seed back
+    restored.load_state_dict(state)
+    passes_left = 2 if served < len(original) else 1  # a finished pass resumes at the next one
+    resumed = [batch for _ in range(passes_left) for batch in restored]
+    assert len(resumed) == len(expected) == 2 * len(original) - served
+    for (images_a, labels_a), (images_b, labels_b) in zip(resumed, expected, strict=True):
+        assert torch.equal(labels_a, labels_b) and torch.equal(images_a, images_b)
+
+
 def test_ranks_take_disjoint_shares() -> None:
     images, labels = torch.zeros(10, 1, 2, 2, dtype=torch.uint8), torch.arange(10)
     shares = [

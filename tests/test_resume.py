@@ -31,9 +31,15 @@ def metric_rows(run_dir: Path) -> list[dict[str, str]]:
         return [{k: v for k, v in row.items() if "per_s" not in k} for row in csv.DictReader(file)]
 
 
-def killed_run(run_dir: Path, tiny_data: Path, *extra: str) -> None:
+def val_rows(run_dir: Path) -> list[dict[str, str]]:
+    """The validation figures of metrics.csv, one row per epoch."""
+    rows = [{k: v for k, v in row.items() if k.startswith("val/")} for row in metric_rows(run_dir)]
+    return [row for row in rows if any(row.values())]
+
+
+def killed_run(run_dir: Path, tiny_data: Path, *extra: str, base: list[str] = FAST) -> None:
     """Train in a subprocess that SIGKILLs itself in the middle of its last epoch (1 of 0, 1)."""
-    args = ["-m", "train", f"hydra.run.dir={run_dir}", f"data.root={tiny_data}", *TINY, *FAST, *KILL, *extra]
+    args = ["-m", "train", f"hydra.run.dir={run_dir}", f"data.root={tiny_data}", *TINY, *base, *KILL, *extra]
     result = run_cli(args, cwd=REPO, env={"CNNLAB_TEST_KILL": "1"})
     assert result.returncode == -signal.SIGKILL, result.stderr[-2000:]
     assert not (run_dir / "metrics.json").exists() and (run_dir / "checkpoints" / "last.ckpt").is_file()
@@ -73,6 +79,29 @@ def test_step_checkpoints_resume_mid_epoch_to_the_same_epoch_count(train_run, ti
     epochs = [row["epoch"] for row in metric_rows(run_dir) if row.get("val/acc")]
     assert epochs == ["0", "1"]  # no epoch logged twice, none missing
     assert sorted(p.name for p in (run_dir / "checkpoints").glob("last*")) == ["last.ckpt"]
+
+
+def test_step_checkpoint_resume_with_the_tensor_loader_matches_an_uninterrupted_run(
+    train_run, tiny_data, tmp_path
+) -> None:
+    # the device-resident loader checkpoints its batch stream, augmentation draws included, and the
+    # checkpoint the global generators (dropout)
+    tensor = [
+        *(o for o in FAST if not o.startswith("data.augment")),
+        "data.loader=tensor",
+        "model.dropout=0.3",
+    ]
+    steps = "callbacks.step_checkpoint.every_n_train_steps=2"
+    reference = train_run(*tensor, steps)
+    run_dir = tmp_path / "tensor"
+    killed_run(run_dir, tiny_data, steps, base=tensor)
+    saved = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert saved["global_step"] == 6  # mid-epoch
+    resumed = train_run(*tensor, steps, "resume=true", run_dir=run_dir)
+    assert {k: resumed[k] for k in COMPARED} == {k: reference[k] for k in COMPARED}
+    # the resumed epoch's validation figures equal the uninterrupted run's (its train figures cover
+    # only the batches after the resume)
+    assert val_rows(run_dir) == val_rows(Path(reference["run_dir"]))
 
 
 def test_interrupted_run_is_kept_then_resumed_by_directory(

@@ -3,11 +3,41 @@ deterministic kernels, so two runs with one seed agree and a resumed run replays
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import lightning as L
+import numpy as np
+import torch
 from lightning.fabric.utilities.seed import seed_everything
 from omegaconf import DictConfig, open_dict
+
+
+def rng_states() -> dict[str, Any]:
+    """torch's (CPU and CUDA), numpy's and Python's generator states, as types a weights-only load accepts."""
+    kind, keys, position, has_gauss, cached_gaussian = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": [
+            kind,
+            torch.from_numpy(keys.astype(np.int64)),
+            int(position),
+            int(has_gauss),
+            float(cached_gaussian),
+        ],
+        "python": random.getstate(),
+    }
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    """Restore what :func:`rng_states` returned."""
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    kind, keys, position, has_gauss, cached_gaussian = states["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, cached_gaussian))
+    random.setstate(states["python"])
 
 
 class EpochSeed(L.Callback):
@@ -16,7 +46,8 @@ class EpochSeed(L.Callback):
     Lightning's checkpoints do not hold the random generators' states, so without this a run resumed
     from the end of epoch N would shuffle and augment epoch N+1 differently from an uninterrupted run.
     (Persistent DataLoader workers keep their own generators across epochs: exact replay needs
-    ``data.num_workers=0``.)
+    ``data.num_workers=0``.) A checkpoint saved mid-epoch (step checkpoints) also carries the
+    generators' states, which a resume restores: dropout and MixUp continue where they were.
     """
 
     def __init__(self, seed: int) -> None:
@@ -36,6 +67,13 @@ class EpochSeed(L.Callback):
         if trainer.training and "processed" in progress:
             self._seeded_epoch = int(progress["processed"])
             self._seed(self._seeded_epoch)
+            if "cnnlab_mid_epoch_rng" in checkpoint:
+                set_rng_states(checkpoint["cnnlab_mid_epoch_rng"])
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        served = trainer.fit_loop.epoch_loop.batch_progress.current.ready
+        if trainer.training and 0 < served < trainer.num_training_batches:
+            checkpoint["cnnlab_mid_epoch_rng"] = rng_states()
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._seeded_epoch != trainer.current_epoch:

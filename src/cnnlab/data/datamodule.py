@@ -110,6 +110,9 @@ class ImageDataModule(L.LightningDataModule):
         self.train_set: IndexedImages | None = None
         self.val_set: IndexedImages | None = None
         self.test_set: IndexedImages | None = None
+        # the device-resident training stream, and the position a checkpoint restores it to
+        self._train_batches: DeviceBatches | None = None
+        self._train_batches_state: dict[str, Any] | None = None
 
     def prepare_data(self) -> None:
         if self.download:
@@ -198,8 +201,31 @@ class ImageDataModule(L.LightningDataModule):
             world_size=trainer.world_size if trainer is not None else 1,
         )
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, train=True)
+    def train_dataloader(self) -> DataLoader | DeviceBatches:
+        loader = self._loader(self.train_set, train=True)
+        if isinstance(loader, DeviceBatches):
+            if self._train_batches_state is not None:
+                loader.load_state_dict(self._train_batches_state)
+                log.info(
+                    "data.loader=tensor: the training stream continues at pass %d, batch %d",
+                    self._train_batches_state["passes"],
+                    self._train_batches_state["served"],
+                )
+                self._train_batches_state = None
+            self._train_batches = loader
+        return loader
+
+    def state_dict(self) -> dict[str, Any]:
+        """The device-resident training stream's position, saved with every checkpoint.
+
+        Lightning also saves it as the train loader's own state, but restores that too late when
+        ``configure_optimizers`` asked for ``trainer.estimated_stepping_batches`` (every schedule
+        here does); the datamodule's state is restored before the loader is built.
+        """
+        return {"train_batches": self._train_batches.state_dict()} if self._train_batches else {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._train_batches_state = state_dict.get("train_batches")
 
     def val_dataloader(self) -> DataLoader | list:
         return self._loader(self.val_set, train=False) if self.val_set is not None else []

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -47,7 +48,12 @@ def random_flip(images: torch.Tensor, p: float, generator: torch.Generator) -> t
 
 def _per_sample(transform: Callable) -> BatchTransform:
     def apply(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        return torch.stack([transform(image) for image in images])
+        # torchvision draws from the global RNG: seed it from the loader's generator, so these draws
+        # too replay from a checkpoint and leave the rest of the run's random stream alone
+        seed = int(torch.randint(2**62, (1,), generator=generator, device=generator.device))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return torch.stack([transform(image) for image in images])
 
     return apply
 
@@ -91,6 +97,9 @@ class DeviceBatches:
 
     Each pass draws a fresh order from a generator seeded with ``seed`` and the pass number, so a
     run is reproducible. Under DDP every rank takes its own interleaved share of the same order.
+    ``state_dict`` / ``load_state_dict`` (Lightning saves them in every checkpoint) carry the pass,
+    the batches already served and the generator, so a resumed run continues the exact batch stream,
+    mid-epoch included.
     """
 
     def __init__(
@@ -117,6 +126,11 @@ class DeviceBatches:
         self.rank = rank
         self.world_size = world_size
         self.passes = 0
+        # the pass being served: its generator and how many batches it has yielded
+        self._generator: torch.Generator | None = None
+        self._served = 0
+        # from load_state_dict: (batches to skip, generator state) for the next pass
+        self._resume_at: tuple[int, torch.Tensor] | None = None
 
     def _share(self) -> int:
         return len(self.labels) // self.world_size if self.world_size > 1 else len(self.labels)
@@ -137,9 +151,28 @@ class DeviceBatches:
             order = torch.arange(count, device=self.device)
         if self.world_size > 1:
             order = order[: self._share() * self.world_size][self.rank :: self.world_size]
-        for start in range(0, len(self) * self.batch_size, self.batch_size):
+        first = 0
+        if self._resume_at is not None:
+            first, generator_state = self._resume_at
+            generator.set_state(generator_state)
+            self._resume_at = None
+        self._generator, self._served = generator, first
+        for start in range(first * self.batch_size, len(self) * self.batch_size, self.batch_size):
             index = order[start : start + self.batch_size]
             images = self.images[index]
             for transform in self.transforms:
                 images = transform(images, generator)
+            self._served += 1
             yield images, self.labels[index]
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where the batch stream stands: the seed, the pass being served and its progress."""
+        state: dict[str, Any] = {"seed": self.seed, "passes": self.passes, "served": 0}
+        if self._generator is not None and self._served < len(self):
+            state.update(passes=self.passes - 1, served=self._served, generator=self._generator.get_state())
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue the stream ``state_dict`` described: the next batch is the one after the last served."""
+        self.seed, self.passes = int(state["seed"]), int(state["passes"])
+        self._resume_at = (int(state["served"]), state["generator"]) if state["served"] else None
