@@ -4,6 +4,8 @@ import json
 import os
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import run_entry
 
 FIELDS = {
@@ -19,6 +21,7 @@ FIELDS = {
     "plain_loop_images_per_s",
     "lightning_images_per_s",
     "overhead_ratio",
+    "overhead_ms_per_step",
     "dataloader_images_per_s",
     "tensor_loader_images_per_s",
     "tensor_vs_dataloader",
@@ -56,5 +59,7 @@ def test_bench_writes_every_field(tiny_data: Path, tmp_path: Path, monkeypatch, 
     for key in ("train_images_per_s", "inference_images_per_s", "plain_loop_images_per_s", "peak_memory_mb"):
         assert results[key] > 0
     assert results["overhead_ratio"] == results["plain_loop_images_per_s"] / results["lightning_images_per_s"]
+    step_gap = 16 * (1 / results["lightning_images_per_s"] - 1 / results["plain_loop_images_per_s"])
+    assert results["overhead_ms_per_step"] == pytest.approx(1000 * step_gap)
     assert results["time_to_acc"]["reached"] and results["time_to_acc"]["epoch"] == 1
     assert "framework overhead" in capsys.readouterr().out
