@@ -1,8 +1,9 @@
 """The airbench94 network (Keller Jordan's CIFAR-10 speed-run net), for the speedrun94 preset.
 
 A frozen 2x2 whitening conv initialised from the training images' patch covariance, three
-conv-pool-BN-GELU groups (64/256/256), global max-pool, a bias-free linear head scaled by 1/9. BN
-scales are frozen at 1 and BN shifts train with a 64x larger LR, as in the original recipe.
+conv-pool-BN-GELU groups (64/256/256) whose convs start with identity (Dirac) filters, global max-pool,
+a bias-free linear head scaled by 1/9. BN scales are frozen at 1 and BN shifts train with a 64x
+larger LR, as in the original recipe.
 """
 
 from __future__ import annotations
@@ -21,16 +22,24 @@ def frozen_scale_batch_norm(channels: int, momentum: float = 0.6, eps: float = 1
     return norm
 
 
+def identity_initialized_conv(in_channels: int, out_channels: int) -> nn.Conv2d:
+    """A 3x3 conv whose first ``in_channels`` filters start as the identity (an implicit residual)."""
+    conv = nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False)
+    with torch.no_grad():
+        nn.init.dirac_(conv.weight[: min(in_channels, out_channels)])
+    return conv
+
+
 class ConvGroup(nn.Sequential):
     """conv3 -> max-pool -> BN -> GELU -> conv3 -> BN -> GELU."""
 
     def __init__(self, in_channels: int, out_channels: int, bn_momentum: float) -> None:
         super().__init__(
-            nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+            identity_initialized_conv(in_channels, out_channels),
             nn.MaxPool2d(2),
             frozen_scale_batch_norm(out_channels, bn_momentum),
             nn.GELU(),
-            nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
+            identity_initialized_conv(out_channels, out_channels),
             frozen_scale_batch_norm(out_channels, bn_momentum),
             nn.GELU(),
         )
