@@ -50,10 +50,12 @@ def test_lookahead_pulls_the_weights_into_a_slow_copy_on_schedule() -> None:
     for now, before in zip(weights(module), start, strict=True):  # BN running statistics included
         torch.testing.assert_close(now, rho * before + (1 - rho) * (before + 1))
     slow = weights(module)
-    shift(module, 5.0)  # the epoch's last fast steps are dropped: the epoch ends on the slow copy
-    lookahead.on_train_epoch_end(at(7, epoch=1), module)
-    for now, expected in zip(weights(module), slow, strict=True):
-        torch.testing.assert_close(now, expected)
+    # the epoch's last fast steps are dropped: validation and the epoch's end see the slow copy
+    for hook in ("on_validation_start", "on_train_epoch_end"):
+        shift(module, 5.0)
+        getattr(lookahead, hook)(SimpleNamespace(training=True), module)
+        for now, expected in zip(weights(module), slow, strict=True):
+            torch.testing.assert_close(now, expected)
 
 
 def test_lookahead_state_travels_with_checkpoints() -> None:

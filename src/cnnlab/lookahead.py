@@ -54,10 +54,19 @@ class Lookahead(L.Callback):
             weights.copy_(slow)
 
     @torch.no_grad()
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def _reset_to_slow(self, pl_module: L.LightningModule) -> None:
         if self.slow is not None:
             for slow, weights in zip(self.slow, self._fast(pl_module), strict=True):
                 weights.copy_(slow)
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Lightning validates before on_train_epoch_end: validation and the checkpoints it triggers
+        # must see the slow weights too
+        if trainer.training:
+            self._reset_to_slow(pl_module)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._reset_to_slow(pl_module)
 
     def state_dict(self) -> dict[str, Any]:
         return {"slow": self.slow}
