@@ -14,10 +14,10 @@ CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def run(cfg: DictConfig) -> float | None:
-    from cnnlab.distributed import ranks_join_this_job
     from cnnlab.errors import exit_on_user_error
-    from cnnlab.sweeps import failure_recorded, sweep_goes_on
-    from cnnlab.training import train
+    from cnnlab.pipeline import train
+    from cnnlab.runs.distributed import ranks_join_this_job
+    from cnnlab.runs.sweeps import failure_recorded, sweep_goes_on
 
     # a failed run records its error in its directory; in a sweep the other jobs still run
     with sweep_goes_on(), exit_on_user_error(), failure_recorded(cfg), ranks_join_this_job(cfg):
@@ -29,7 +29,7 @@ def run(cfg: DictConfig) -> float | None:
 def main() -> None:
     """``resume=<run dir>`` becomes that run's saved overrides before Hydra parses the command line."""
     from cnnlab.errors import exit_on_user_error
-    from cnnlab.resume import resume_argv
+    from cnnlab.runs.resume import resume_argv
 
     with exit_on_user_error():
         sys.argv = resume_argv(sys.argv)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from cnnlab.runs import read_run_record
+from cnnlab.runs.record import read_run_record
 from tests.datasets import write_all
 
 REPO = Path(__file__).resolve().parents[1]

@@ -17,10 +17,10 @@ from cnnlab.analysis.curves import History, diagnose_fit, read_history
 from cnnlab.analysis.figures import plot_confusion_matrix, plot_filters
 from cnnlab.analysis.gradcam import gradcam_maps
 from cnnlab.analysis.layers import first_conv, gradcam_layer, stages
+from cnnlab.models.build import instantiate_model
 from cnnlab.models.mlp import MLP
 from cnnlab.models.smallcnn import SmallCNN
 from cnnlab.models.smallvgg import SmallVGG
-from cnnlab.training import instantiate_model
 from tests.conftest import CONF
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cnnlab.runs import read_run_record
+from cnnlab.runs.record import read_run_record
 from tests.conftest import TINY, run_entry
 
 FAST = ["model=mlp", "data=mnist", "evaluate=false"]

@@ -17,7 +17,7 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 from cnnlab.analysis.checkpoints import load_trained_model
 from cnnlab.analysis.inference import predict_logits
 from cnnlab.data import readers
-from cnnlab.runs import read_run_record
+from cnnlab.runs.record import read_run_record
 from tests.conftest import TINY, run_cli, run_entry
 
 TABLES = [

@@ -9,9 +9,9 @@ import pytest
 import torch
 from torch import nn
 
+from cnnlab.callbacks.lookahead import Lookahead
 from cnnlab.errors import ConfigError
-from cnnlab.lookahead import Lookahead
-from cnnlab.module import ClassifierModule
+from cnnlab.training.module import ClassifierModule
 
 
 def make_module() -> ClassifierModule:

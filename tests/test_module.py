@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from cnnlab.module import ClassifierModule
+from cnnlab.training.module import ClassifierModule
 
 
 def make_module(**kwargs) -> ClassifierModule:

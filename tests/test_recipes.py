@@ -14,10 +14,10 @@ from torch import nn
 from cnnlab.data.batch_augment import BatchAugment
 from cnnlab.errors import ConfigError
 from cnnlab.models.smallcnn import SmallCNN
-from cnnlab.module import ClassifierModule
-from cnnlab.param_groups import parameter_groups
-from cnnlab.schedulers import onecycle
-from cnnlab.tta import tta_probabilities, views
+from cnnlab.training.module import ClassifierModule
+from cnnlab.training.param_groups import parameter_groups
+from cnnlab.training.schedulers import onecycle
+from cnnlab.training.tta import tta_probabilities, views
 
 
 @pytest.mark.parametrize(("mixup", "cutmix"), [(0.2, 0.0), (0.0, 1.0), (0.2, 1.0)])

@@ -15,7 +15,7 @@ from torchvision.models.resnet import BasicBlock
 from cnnlab.errors import DataError
 from cnnlab.models.resnet import ResNet
 from cnnlab.models.resnet18_transfer import TransferResNet18
-from cnnlab.module import ClassifierModule
+from cnnlab.training.module import ClassifierModule
 
 NEW_MODELS = {
     # narrow widths keep the entry-point runs to seconds; the depth and the code path are the real ones

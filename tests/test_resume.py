@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cnnlab.runs import read_run_record
+from cnnlab.runs.record import read_run_record
 from tests.conftest import REPO, TINY, run_cli, run_entry
 
 # 2 short epochs that learn something (adam, no augmentation), no post-run analysis

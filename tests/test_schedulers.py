@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cnnlab import schedulers
+from cnnlab.training import schedulers
 
 
 def lrs(factory, total_steps: int, **kwargs) -> list[float]:

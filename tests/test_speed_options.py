@@ -6,8 +6,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from cnnlab import training
 from cnnlab.models.smallcnn import SmallCNN
+from cnnlab.training import fit as training
 
 
 def test_auto_precision_is_fp32_without_a_gpu(monkeypatch: pytest.MonkeyPatch) -> None:

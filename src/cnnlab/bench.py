@@ -22,17 +22,12 @@ from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig, open_dict
 from torch import nn
 
-from cnnlab.callbacks import synchronize
+from cnnlab.callbacks.throughput import synchronize
 from cnnlab.data import ImageDataModule
 from cnnlab.errors import ConfigError
-from cnnlab.runs import write_json_atomic
-from cnnlab.training import (
-    build_module,
-    device_name,
-    instantiate_model,
-    quiet_library_noise,
-    resolve_precision,
-)
+from cnnlab.models.build import instantiate_model
+from cnnlab.runs.record import device_name, write_json_atomic
+from cnnlab.training.fit import build_module, quiet_library_noise, resolve_precision
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,4 @@
-"""Logs that survive a crash: Lightning's CSV logger continuing ``metrics.csv`` on resume (instead of
-deleting it), and the loggers flushed with every checkpoint."""
+"""Lightning's CSV logger, continuing ``metrics.csv`` on resume instead of deleting it."""
 
 from __future__ import annotations
 
@@ -8,9 +7,7 @@ import os
 import tempfile
 from typing import Any
 
-import lightning as L
 from lightning.fabric.loggers.logger import rank_zero_experiment
-from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import CSVLogger as LightningCSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
@@ -55,15 +52,3 @@ class _ContinuedWriter(ExperimentWriter):
             writer.writerows(kept)
         os.replace(file.name, self.metrics_file_path)
         self.metrics_keys = header  # later rows are appended under the same columns
-
-
-class FlushLogsOnCheckpoint(Callback):
-    """Write the loggers' buffered rows and events to disk whenever a checkpoint is saved.
-
-    CSV rows and TensorBoard events are otherwise buffered (TensorBoard for up to two minutes), so a
-    killed run would lose metrics that its checkpoint already covers; a resumed run never logs those again.
-    """
-
-    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
-        for logger in trainer.loggers:
-            logger.save()

@@ -17,7 +17,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from cnnlab.errors import ConfigError
-from cnnlab.runs import RUN_RECORD
+from cnnlab.runs.record import RUN_RECORD
 
 # Overrides that say where or how fast a run ran, not what it computed: runs differing only in these
 # (and in seed) are seeds of one configuration.

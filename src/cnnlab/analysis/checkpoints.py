@@ -17,8 +17,8 @@ from torch import nn
 
 from cnnlab.data import ImageDataModule
 from cnnlab.errors import CheckpointError
-from cnnlab.runs import RUN_RECORD, read_run_record
-from cnnlab.training import instantiate_model
+from cnnlab.models.build import instantiate_model
+from cnnlab.runs.record import RUN_RECORD, read_run_record
 
 STATE_PREFIX = "net."  # ClassifierModule keeps the architecture under .net
 

@@ -18,7 +18,7 @@ from cnnlab.analysis.inference import pick_device, predict_logits
 from cnnlab.analysis.layers import first_conv, gradcam_layer, stages
 from cnnlab.analysis.reports import write_classification_reports
 from cnnlab.errors import ConfigError
-from cnnlab.runs import RUN_RECORD, hparams, read_run_record, write_json_atomic
+from cnnlab.runs.record import RUN_RECORD, hparams, read_run_record, write_json_atomic
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from cnnlab.baselines.cache import FeatureCache
 from cnnlab.baselines.hog_svm import HogSVM
 from cnnlab.data import ImageDataModule
 from cnnlab.errors import ConfigError
-from cnnlab.runs import hydra_choice, write_json_atomic
+from cnnlab.runs.record import hydra_choice, write_json_atomic
 
 log = logging.getLogger(__name__)
 

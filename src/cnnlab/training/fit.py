@@ -1,4 +1,4 @@
-"""One training run: compose the parts from the config, fit, test the best checkpoint, record it."""
+"""Fitting a network with Lightning: the module and trainer from the config, fit, test the best checkpoint."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import os
 import shutil
 import time
 import warnings
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -19,15 +18,14 @@ from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 
-from cnnlab import resume
+from cnnlab.callbacks.epochs_to_accuracy import EpochsToAccuracy
 from cnnlab.data import ImageDataModule
-from cnnlab.determinism import configure_determinism
-from cnnlab.distributed import is_global_zero
 from cnnlab.errors import ConfigError
-from cnnlab.lr_finder import find_learning_rate
-from cnnlab.milestones import EpochsToAccuracy
-from cnnlab.module import ClassifierModule
-from cnnlab.runs import RUN_RECORD, common_record, hparams, hydra_choice, summary_line, write_json_atomic
+from cnnlab.models.build import check_input_shape, count_parameters
+from cnnlab.runs import resume
+from cnnlab.runs.record import device_name, hparams, hydra_choice
+from cnnlab.training.lr_finder import find_learning_rate
+from cnnlab.training.module import ClassifierModule
 
 log = logging.getLogger(__name__)
 
@@ -37,40 +35,6 @@ def instantiate_all(section: DictConfig | None) -> list[Any]:
     if not section:
         return []
     return [instantiate(entry) for entry in section.values() if entry and "_target_" in entry]
-
-
-def count_parameters(net: nn.Module) -> int:
-    return sum(parameter.numel() for parameter in net.parameters())
-
-
-def check_input_shape(net: nn.Module, shape: tuple[int, int, int], num_classes: int, dataset: str) -> None:
-    """Fail early, with the fix, when the model cannot take this dataset's images."""
-    was_training = net.training
-    net.eval()
-    try:
-        with torch.no_grad():
-            logits = net(torch.zeros(2, *shape))
-    except RuntimeError as error:
-        reason = str(error).splitlines()[0]
-        raise ConfigError(
-            f"the model cannot take data={dataset} images of shape {shape} (C, H, W): {reason}; "
-            "remove model.in_channels / model.image_size overrides so the model takes its shape "
-            "from the data"
-        ) from error
-    finally:
-        net.train(was_training)
-    if tuple(logits.shape) != (2, num_classes):
-        raise ConfigError(
-            f"the model outputs {tuple(logits.shape[1:])} per image but data={dataset} has "
-            f"{num_classes} classes; remove the model.num_classes override"
-        )
-
-
-def device_name(device: torch.device) -> str:
-    """How run records and bench.json name the hardware: the GPU's model, or the CPU's core count."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"{device.type} ({os.cpu_count()} cores)" if device.type == "cpu" else device.type
 
 
 def _without_validation(cfg: DictConfig) -> None:
@@ -118,50 +82,6 @@ def quiet_library_noise() -> None:
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
     # testing a checkpoint of an EMA run: its state_dict already holds the averaged weights
     warnings.filterwarnings("ignore", message=r".*WeightAveraging callback, but loading a checkpoint outside")
-
-
-def train(cfg: DictConfig) -> dict[str, Any]:
-    """Fit, test and write the run record; returns the record."""
-    quiet_library_noise()
-    output_dir = Path(cfg.paths.output_dir)
-    finished = resume.finished_record(cfg, output_dir)  # refuses to overwrite; resume=true skips
-    if finished is not None:
-        print(f"already finished, skipped: {summary_line(finished)}")
-        return finished
-    resumed_from = resume.prepare_resume(cfg, output_dir)  # the checkpoint to continue from, validated
-    configure_determinism(cfg)
-    started_at = datetime.now(timezone.utc)
-    L.seed_everything(cfg.seed, workers=True)
-    datamodule: ImageDataModule = instantiate(cfg.data)
-    model = instantiate_model(cfg)
-    if isinstance(model, nn.Module):
-        results = fit_network(cfg, model, datamodule, output_dir)
-        if results is None:  # lr_find.enabled without apply: the plot and the suggestion are the output
-            return {}
-    else:
-        from cnnlab.baselines.runner import fit_classical  # sklearn / skimage load only for classical models
-
-        results = fit_classical(cfg, model, datamodule, output_dir)
-    record = {**common_record(cfg, datamodule, started_at), **results}
-    record["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    record["resumed_from"] = os.path.relpath(resumed_from, output_dir) if resumed_from else None
-    if not is_global_zero():  # DDP: rank 0 writes the record
-        return record
-    write_json_atomic(output_dir / RUN_RECORD, record)
-    print(summary_line(record))
-    if cfg.get("evaluate") and isinstance(model, nn.Module) and record.get("best_checkpoint"):
-        from cnnlab.analysis.evaluation import evaluate_checkpoint  # matplotlib, captum: only when needed
-
-        best = output_dir / record["best_checkpoint"]
-        evaluate_checkpoint(best, output_dir / "eval", tensorboard=(output_dir / "tensorboard").is_dir())
-    return record
-
-
-def instantiate_model(cfg: DictConfig) -> Any:
-    """The model the config names (``model.channels_last`` is a layout option, not a class argument)."""
-    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
-    model_cfg.pop("channels_last", None)
-    return instantiate(model_cfg)
 
 
 def build_module(cfg: DictConfig, net: nn.Module, datamodule: ImageDataModule) -> ClassifierModule:

@@ -7,12 +7,15 @@ import os
 import tempfile
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 import cnnlab
+
+if TYPE_CHECKING:
+    import torch
 
 RUN_RECORD = "metrics.json"
 
@@ -92,3 +95,12 @@ def hparams(config: dict[str, Any]) -> dict[str, Any]:
         key: value if isinstance(value, (int, float, str, bool)) else str(value)
         for key, value in flatten_config(config).items()
     }
+
+
+def device_name(device: torch.device) -> str:
+    """How run records and bench.json name the hardware: the GPU's model, or the CPU's core count."""
+    import torch  # here: `python -m results` reads records without torch
+
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{device.type} ({os.cpu_count()} cores)" if device.type == "cpu" else device.type

@@ -18,7 +18,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from cnnlab.errors import CheckpointError, ConfigError, exit_on_user_error
-from cnnlab.runs import RUN_RECORD, flatten_config, read_run_record
+from cnnlab.runs.record import RUN_RECORD, flatten_config, read_run_record
 
 log = logging.getLogger(__name__)
 
@@ -170,14 +170,19 @@ def _warn_config_drift(saved: dict[str, Any] | None, cfg: DictConfig) -> None:
     now = flatten_config(OmegaConf.to_container(cfg, resolve=True))
     then = flatten_config(saved)
     keys = (now.keys() | then.keys()) - {key for key in now.keys() | then.keys() if key.startswith(ignored)}
-    changed = sorted(key for key in keys if now.get(key) != then.get(key))
+    changed = sorted(key for key in keys if _setting(key, now.get(key)) != _setting(key, then.get(key)))
     if changed:
         shown = ", ".join(f"{key}: {then.get(key)!r} -> {now.get(key)!r}" for key in changed[:5])
         log.warning("resuming with settings that differ from the checkpoint's run: %s", shown)
 
 
+def _setting(key: str, value: Any) -> Any:
+    """A ``_target_`` counts by the name it builds: a class that moved to another module is the same setting."""
+    return value.rsplit(".", 1)[-1] if key.endswith("_target_") and isinstance(value, str) else value
+
+
 def _task_overrides() -> list[str]:
-    from cnnlab.runs import task_overrides
+    from cnnlab.runs.record import task_overrides
 
     return task_overrides()
 

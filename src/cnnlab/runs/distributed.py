@@ -11,7 +11,7 @@ from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, read_write
 
-from cnnlab.sweeps import is_multirun
+from cnnlab.runs.sweeps import is_multirun
 
 
 def is_global_zero() -> bool:

@@ -20,7 +20,7 @@ from cnnlab.errors import user_error
 
 log = logging.getLogger(__name__)
 
-RUN_RECORD = "metrics.json"  # cnnlab.runs.RUN_RECORD, without importing torch into Hydra's startup
+RUN_RECORD = "metrics.json"  # cnnlab.runs.record.RUN_RECORD, without importing torch into Hydra's startup
 USER_ERROR_EXIT = 2  # cnnlab.errors.exit_on_user_error's exit status
 
 
@@ -41,8 +41,8 @@ def record_failure(cfg: DictConfig, error: BaseException) -> None:
     rank writes it, or the run directory was refused (nothing may be written there)."""
     from lightning.pytorch.utilities import rank_zero_only
 
-    from cnnlab.resume import RunDirectoryError, run_state
-    from cnnlab.runs import task_overrides, write_json_atomic
+    from cnnlab.runs.record import task_overrides, write_json_atomic
+    from cnnlab.runs.resume import RunDirectoryError, run_state
 
     run_dir = Path(cfg.paths.output_dir)
     if rank_zero_only.rank != 0 or isinstance(user_error(error), RunDirectoryError):

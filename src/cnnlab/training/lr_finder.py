@@ -13,7 +13,7 @@ from lightning.pytorch.tuner import Tuner
 from omegaconf import DictConfig
 
 from cnnlab.errors import ConfigError
-from cnnlab.runs import write_json_atomic
+from cnnlab.runs.record import write_json_atomic
 
 log = logging.getLogger(__name__)
 

@@ -1,41 +1,13 @@
-"""Callbacks: terminal-aware progress output, and throughput per epoch.
-
-Rich redraws live displays that turn into thousands of wrapped lines when stdout is a file
-(CI, nohup, a pipe), so without a terminal the plain Lightning equivalents are used.
-"""
+"""Training images per second, per epoch, measured over the whole epoch loop."""
 
 from __future__ import annotations
 
-import sys
 import time
 from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import (
-    Callback,
-    ModelSummary,
-    ProgressBar,
-    RichModelSummary,
-    RichProgressBar,
-    TQDMProgressBar,
-)
-
-
-def _in_terminal() -> bool:
-    return sys.stdout.isatty()
-
-
-def progress_bar(refresh_rate: int = 1) -> ProgressBar:
-    """Rich bar in a terminal; a TQDM bar refreshed every 100 batches at most elsewhere."""
-    if _in_terminal():
-        return RichProgressBar(refresh_rate=refresh_rate)
-    return TQDMProgressBar(refresh_rate=max(refresh_rate, 100))
-
-
-def model_summary(max_depth: int = -1) -> ModelSummary:
-    """Per-layer parameter table: Rich in a terminal, plain text elsewhere."""
-    return RichModelSummary(max_depth=max_depth) if _in_terminal() else ModelSummary(max_depth=max_depth)
+from lightning.pytorch.callbacks import Callback
 
 
 class EpochThroughput(Callback):

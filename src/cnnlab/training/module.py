@@ -15,8 +15,8 @@ from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from cnnlab.errors import ConfigError
-from cnnlab.param_groups import apply_lr_scales, parameter_groups
-from cnnlab.tta import check_mode, tta_probabilities
+from cnnlab.training.param_groups import apply_lr_scales, parameter_groups
+from cnnlab.training.tta import check_mode, tta_probabilities
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
 SchedulerFactory = Callable[..., LRScheduler]
