@@ -3,9 +3,35 @@
 from __future__ import annotations
 
 import argparse
+import sys
+
+
+def archive_main(argv: list[str]) -> None:
+    """`python -m results archive RUN_DIR DEST`: publish a finished run (see cnnlab.runs.archive)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m results archive",
+        description="Copy a finished run into DEST without bulk: record, config, CSV curves, evaluation "
+        "files and figures, and a weights-only model.ckpt that evaluate and predict accept.",
+    )
+    parser.add_argument("run_dir", help="a finished run directory (holds metrics.json)")
+    parser.add_argument("dest", help="the archive folder, e.g. docs/runs/smallcnn-cifar10-seed0")
+    parser.add_argument("--no-weights", action="store_true", help="leave the weights-only checkpoint out")
+    parser.add_argument("--overwrite", action="store_true", help="replace what DEST holds")
+    args = parser.parse_args(argv)
+
+    from cnnlab.errors import exit_on_user_error
+    from cnnlab.runs.archive import archive_run, archive_size
+
+    with exit_on_user_error():
+        dest = archive_run(args.run_dir, args.dest, weights=not args.no_weights, overwrite=args.overwrite)
+    print(f"archived {args.run_dir} -> {dest} ({archive_size(dest) / 1e6:.1f} MB)")
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["archive"]:
+        archive_main(argv[1:])
+        return
     parser = argparse.ArgumentParser(
         prog="python -m results",
         description="Collect every metrics.json under the directories into one table (seeds of a "

@@ -64,8 +64,11 @@ def resolve_checkpoint_path(path: str | Path | None) -> Path:
 
 
 def run_dir_of(checkpoint_path: Path) -> Path | None:
-    """The run directory a checkpoint was written into (<run>/checkpoints/x.ckpt), if it is one."""
+    """The run directory a checkpoint was written into (<run>/checkpoints/x.ckpt), if it is one; an
+    archived run (``python -m results archive``) keeps its model.ckpt beside its record."""
     parent = checkpoint_path.resolve().parent
+    if (parent / RUN_RECORD).is_file():
+        return parent
     if parent.name == "checkpoints" and (
         (parent.parent / RUN_RECORD).is_file() or (parent.parent / ".hydra").is_dir()
     ):
