@@ -49,10 +49,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--out", help="where to write results.csv / results.md (default: the common parent of DIRS)"
     )
+    parser.add_argument(
+        "--doc",
+        help="also write this Markdown page from the runs: the table, headline figures computed from the "
+        "records and each run's command (e.g. --doc docs/results.md)",
+    )
     args = parser.parse_args(argv)
 
     from cnnlab.errors import exit_on_user_error
     from cnnlab.results import results_table
+
+    if args.doc:
+        from cnnlab.reference_doc import write_reference_doc
+
+        with exit_on_user_error():
+            print(f"wrote {write_reference_doc(args.dirs[0], args.doc)}")
 
     def split(value: str | None) -> list[str] | None:
         return [item.strip() for item in value.split(",") if item.strip()] if value else None

@@ -21,7 +21,17 @@ from cnnlab.runs.record import RUN_RECORD
 
 # Overrides that say where or how fast a run ran, not what it computed: runs differing only in these
 # (and in seed) are seeds of one configuration.
-IGNORED_OVERRIDES = ("seed", "hydra.", "paths.", "data.root", "data.num_workers", "data_dir", "log_dir")
+IGNORED_OVERRIDES = (
+    "seed",
+    "hydra.",
+    "paths.",
+    "data.root",
+    "data.num_workers",
+    "data_dir",
+    "log_dir",
+    "resume",
+    "ckpt_path",
+)
 # The metrics averaged over seeds, with their column titles.
 METRICS = {"test_acc": "test top-1", "test_f1_macro": "macro-F1", "best_val_acc": "val acc"}
 # shown only when some run of the table has them: TTA accuracy, epochs to the validation target

@@ -30,6 +30,7 @@ KEPT = (
     "eval/confusion_matrix.png",
     "eval/curves.png",
     "eval/errors.png",
+    "model.joblib",  # the classical baseline's fitted model: a few KB
 )
 TEXT_SUFFIXES = (".json", ".csv", ".txt", ".yaml")
 
@@ -117,12 +118,13 @@ def archive_run(run_dir: Path | str, dest: Path | str, weights: bool = True, ove
 
 
 def _portable(path: Path) -> str:
-    """A path as a reader elsewhere can use it: relative to here when below here, else its name."""
+    """The run's path without this machine's part: relative to here, else from its outputs/ folder."""
     resolved = path.resolve()
     try:
         return str(resolved.relative_to(Path.cwd().resolve()))
     except ValueError:
-        return resolved.name
+        parts = resolved.parts
+        return str(Path(*parts[parts.index("outputs") :])) if "outputs" in parts else resolved.name
 
 
 def archive_size(dest: Path) -> int:

@@ -1,0 +1,72 @@
+"""docs/results.md is generated from docs/runs: it regenerates identically, and its headlines are
+computed from the records."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cnnlab.reference_doc import reference_doc
+from tests.conftest import REPO
+
+
+def test_docs_results_regenerates_identically(monkeypatch) -> None:
+    monkeypatch.chdir(REPO)
+    expected = (REPO / "docs" / "results.md").read_text()
+    assert reference_doc("docs/runs") == expected, (
+        "docs/results.md is stale: run `python -m results docs/runs --doc docs/results.md`"
+    )
+
+
+def _archived(root: Path, name: str, record: dict, pairs: list[dict] | None = None) -> None:
+    run = root / name
+    (run / "eval").mkdir(parents=True)
+    full = {"status": "completed", "dataset": "cifar10", "seed": 0, "device": "cpu (2 cores)", **record}
+    (run / "metrics.json").write_text(json.dumps(full))
+    if pairs is not None:
+        (run / "eval" / "eval_metrics.json").write_text(json.dumps({"top_confused_pairs": pairs}))
+
+
+@pytest.fixture
+def runs(tmp_path: Path) -> Path:
+    root = tmp_path / "runs"
+    pair = {"true": "cat", "predicted": "dog", "count": 120, "fraction_of_true": 0.12}
+    for seed, (with_bn, without) in enumerate([(0.80, 0.74), (0.82, 0.76)]):
+        bn = {"model": "smallcnn", "seed": seed, "val_acc_target": 0.7}
+        _archived(
+            root,
+            f"bn-{seed}",
+            {
+                **bn,
+                "test_acc": with_bn,
+                "epochs_to_val_acc": 4 + seed,
+                "overrides": ["experiment=ablation_bn"],
+            },
+            [pair],
+        )
+        overrides = ["experiment=ablation_bn", "model.batch_norm=false"]
+        _archived(
+            root,
+            f"nobn-{seed}",
+            {**bn, "test_acc": without, "epochs_to_val_acc": 8, "overrides": overrides},
+        )
+    _archived(root, "hog", {"model": "hog_svm", "test_acc": 0.58})
+    return root
+
+
+def test_headlines_are_computed_from_the_records(runs: Path) -> None:
+    text = reference_doc(runs)
+    assert "reaches 81.00% test top-1, 23.0 points above HOG + linear SVM (58.00%)" in text
+    assert "81.00% with BN against 75.00% without (+6.0 points)" in text
+    assert "70% validation accuracy after 4.5 epochs with BN against 8.0 epochs without" in text
+    assert "cat taken for dog 120 times (12.0% of cat)" in text
+    assert "| [hog](runs/hog) | `python -m train` | 0.5800 |" in text
+
+
+def test_missing_runs_are_named_not_invented(tmp_path: Path) -> None:
+    _archived(tmp_path / "runs", "hog", {"model": "hog_svm", "test_acc": 0.58})
+    text = reference_doc(tmp_path / "runs")
+    assert "needs archived runs of both (not yet archived)" in text
+    assert "BatchNorm on CIFAR-10 (`experiment=ablation_bn`): not yet archived" in text
