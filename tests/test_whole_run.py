@@ -1,0 +1,27 @@
+"""The whole-run comparison: the plain script trains the same model, and both sides are timed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cnnlab import plain_script, whole_run
+
+
+def test_plain_script_trains_and_tests_smallcnn(tiny_data: Path) -> None:
+    result = plain_script.main(["--data=mnist", f"--root={tiny_data}", "--val-size=40", "--batch-size=32"])
+    assert 0.0 <= result["test_acc"] <= 1.0
+    assert 0 < result["train_time_s"] <= result["wall_in_process_s"]
+
+
+@pytest.mark.slow
+def test_comparison_times_both_sides_and_reports_their_ratio(tiny_data: Path, tmp_path: Path) -> None:
+    train_args = [f"data.root={tiny_data}", "data.val_size=40", "data.batch_size=32", "evaluate=false"]
+    script_args = [f"--root={tiny_data}", "--val-size=40", "--batch-size=32"]
+    result = whole_run.compare("mnist", 1, tmp_path, train_args, script_args)
+    assert result["ratio"] == pytest.approx(
+        result["framework_wall_s"][0] / result["script_wall_s"][0], abs=0.01
+    )
+    assert (tmp_path / "mnist-0" / "metrics.json").is_file()
+    assert "| mnist |" in whole_run.table([result])
