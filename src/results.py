@@ -3,6 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import sys
+
+# options whose value may start with "-" (`--sort -test_acc`): argparse would take it for an option
+DASH_VALUED = ("--sort",)
+
+
+def attach_dash_values(argv: list[str]) -> list[str]:
+    """``--sort -test_acc`` -> ``--sort=-test_acc``, which argparse reads as the option's value."""
+    joined: list[str] = []
+    args = iter(argv)
+    for arg in args:
+        if arg in DASH_VALUED:
+            value = next(args, None)
+            joined.append(arg if value is None else f"{arg}={value}")
+        else:
+            joined.append(arg)
+    return joined
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -23,7 +40,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--out", help="where to write results.csv / results.md (default: the common parent of DIRS)"
     )
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--baseline",
+        action="append",
+        metavar="KEY=VALUE",
+        help="compare every row with the row whose runs have KEY=VALUE (e.g. model.batch_norm=true or "
+        "model=smallcnn): difference, 95%% CI, Welch / paired t-test, Holm, verdict; repeat to narrow down",
+    )
+    parser.add_argument(
+        "--curves", action="store_true", help="also write curves.png: validation accuracy and loss per epoch"
+    )
+    parser.add_argument(
+        "--band",
+        choices=("minmax", "std"),
+        default="minmax",
+        help="the band around each curve: min-max over the runs (default) or +-1 std",
+    )
+    args = parser.parse_args(attach_dash_values(sys.argv[1:] if argv is None else list(argv)))
 
     from cnnlab.errors import exit_on_user_error
     from cnnlab.results import results_table
@@ -32,9 +65,18 @@ def main(argv: list[str] | None = None) -> None:
         return [item.strip() for item in value.split(",") if item.strip()] if value else None
 
     with exit_on_user_error():
-        text, out = results_table(args.dirs, by=split(args.by), sort=split(args.sort), out_dir=args.out)
+        text, out = results_table(
+            args.dirs,
+            by=split(args.by),
+            sort=split(args.sort),
+            out_dir=args.out,
+            baseline=args.baseline,
+            curves=args.curves,
+            band=args.band,
+        )
     print(text)
-    print(f"wrote {out / 'results.md'} and {out / 'results.csv'}")
+    extra = " and curves.png" if args.curves else ""
+    print(f"wrote {out / 'results.md'}, {out / 'results.csv'}{extra}")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-"""The results table: every run record under some run / multirun directories, seeds of one configuration
-averaged (mean ± sample std), failed and unfinished runs listed rather than dropped."""
+"""The results table: every run record under some run / multirun directories, seeds (or cross-validation
+folds) of one configuration averaged (mean ± sample std, 95 % CI of the mean), failed and unfinished
+runs listed rather than dropped."""
 
 from __future__ import annotations
 
@@ -18,15 +19,18 @@ from omegaconf import OmegaConf
 
 from cnnlab.errors import ConfigError
 from cnnlab.runs import RUN_RECORD
+from cnnlab.statistics import mean_ci
 
 # Overrides that say where or how fast a run ran, not what it computed: runs differing only in these
-# (and in seed) are seeds of one configuration.
-IGNORED_OVERRIDES = ("seed", "hydra.", "paths.", "data.root", "data.num_workers", "data_dir", "log_dir")
+# (and in seed or cross-validation fold) are repeats of one configuration.
+IGNORED_KEYS = ("seed", "data.fold", "data.root", "data.num_workers", "data_dir", "log_dir")
+IGNORED_PREFIXES = ("hydra.", "paths.")
 # The metrics averaged over seeds, with their column titles.
 METRICS = {"test_acc": "test top-1", "test_f1_macro": "macro-F1", "best_val_acc": "val acc"}
 # shown only when some run of the table has them: TTA accuracy, epochs to the validation target
 OPTIONAL_METRICS = {"test_tta_acc": "TTA top-1", "epochs_to_val_acc": "epochs to val target"}
 GROUP_FIELDS = ("model", "dataset", "features", "config")
+MEMBERS = "_runs"  # the row's Run objects, kept out of the written tables
 DEFAULT_SORT = ("dataset", "model", "config")
 
 
@@ -42,10 +46,14 @@ class Run:
     @property
     def config(self) -> str:
         """The run's overrides that define what it computed, in a canonical order."""
-        overrides = self.record.get("overrides") or []
-        kept = [o for o in overrides if not o.lstrip("+~").startswith(IGNORED_OVERRIDES)]
-        kept = [o for o in kept if o.split("=", 1)[0] not in ("model", "data")]
-        return " ".join(sorted(kept))
+        return " ".join(
+            sorted(o for o in self.defining_overrides if o.split("=", 1)[0] not in ("model", "data"))
+        )
+
+    @property
+    def defining_overrides(self) -> list[str]:
+        """The overrides that define what the run computed (not where it ran, nor its seed or fold)."""
+        return [o for o in self.record.get("overrides") or [] if not is_ignored_override(o)]
 
     def field(self, name: str) -> Any:
         if name == "config":
@@ -53,6 +61,12 @@ class Run:
         if name == "features":  # networks take the raw pixels and learn their features
             return self.record.get("features") or "pixels"
         return self.record.get(name)
+
+
+def is_ignored_override(override: str) -> bool:
+    """An override that changes where a run ran, or which seed / fold it is, not what it computed."""
+    key = override.lstrip("+~").split("=", 1)[0]
+    return key in IGNORED_KEYS or key.startswith(IGNORED_PREFIXES)
 
 
 def _overrides_of(run_dir: Path) -> list[str]:
@@ -119,11 +133,16 @@ def summarize(runs: Sequence[Run], by: Sequence[str] = GROUP_FIELDS) -> list[dic
         row: dict[str, Any] = {name: _distinct(run.field(name) for run in members) for name in GROUP_FIELDS}
         row["runs"] = len(members)
         row["seeds"] = _distinct(run.record.get("seed") for run in members)
+        row["folds"] = _distinct(
+            f"{run.record['fold']}/{run.record['folds']}" for run in members if run.record.get("folds")
+        )
         for metric in (*METRICS, *OPTIONAL_METRICS):
             values = _numbers(run.record.get(metric) for run in members)
             row[f"{metric}_mean"] = statistics.fmean(values) if values else None
             row[f"{metric}_std"] = statistics.stdev(values) if len(values) > 1 else None
             row[f"{metric}_runs"] = len(values)
+            if metric in METRICS:  # the t-interval of the mean over the row's runs
+                row[f"{metric}_ci95_low"], row[f"{metric}_ci95_high"] = mean_ci(values) or (None, None)
         params = _numbers(run.record.get("params") for run in members)
         row["params"] = (
             int(params[0]) if params and min(params) == max(params) else _distinct(map(int, params))
@@ -133,6 +152,7 @@ def summarize(runs: Sequence[Run], by: Sequence[str] = GROUP_FIELDS) -> list[dic
         row["device"] = _distinct(run.record.get("device") for run in members)
         row["epochs"] = _distinct(run.record.get("epochs") for run in members)
         row["run_dirs"] = " ".join(sorted(str(run.path) for run in members))
+        row[MEMBERS] = members  # for the comparisons and curves; not a column
         rows.append(row)
     return rows
 
@@ -143,7 +163,8 @@ def sort_rows(rows: list[dict[str, Any]], keys: Sequence[str]) -> list[dict[str,
         name = key.lstrip("-")
         column = f"{name}_mean" if f"{name}_mean" in (rows[0] if rows else {}) else name
         if rows and column not in rows[0]:
-            raise ConfigError(f"--sort {name}: no such column; use one of {', '.join(rows[0])}")
+            columns = ", ".join(c for c in rows[0] if not c.startswith("_"))
+            raise ConfigError(f"--sort {name}: no such column; use one of {columns}")
 
         def order(row: dict[str, Any], column: str = column) -> tuple:
             value = row.get(column)
@@ -203,7 +224,8 @@ def markdown(rows: Sequence[dict[str, Any]], problems: Sequence[Run], by: Sequen
 
 def to_csv(rows: Sequence[dict[str, Any]], problems: Sequence[Run]) -> str:
     """Finished groups, then failed / incomplete runs, one table with a status column."""
-    fields = ["status", *(rows[0].keys() if rows else GROUP_FIELDS), "error"]
+    columns = list(rows[0]) if rows else list(GROUP_FIELDS)
+    fields = ["status", *(c for c in columns if not c.startswith("_")), "error"]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore")
     writer.writeheader()
@@ -233,8 +255,15 @@ def results_table(
     by: Sequence[str] | None = None,
     sort: Sequence[str] | None = None,
     out_dir: Path | str | None = None,
+    baseline: Sequence[str] | None = None,
+    curves: bool = False,
+    band: str = "minmax",
 ) -> tuple[str, Path]:
-    """Collect, group, sort and write results.csv / results.md; returns the Markdown and the folder."""
+    """Collect, group, sort and write results.csv / results.md; returns the Markdown and the folder.
+
+    ``baseline`` (KEY=VALUE items) compares every row with the row they select; ``curves`` also writes
+    curves.png, the validation curves of every row.
+    """
     unknown = [name for name in by or () if name not in GROUP_FIELDS]
     if unknown:
         raise ConfigError(f"--by {','.join(unknown)}: unknown; group by some of {', '.join(GROUP_FIELDS)}")
@@ -246,6 +275,20 @@ def results_table(
     out = Path(out_dir) if out_dir else Path(os.path.commonpath([Path(r).resolve() for r in roots]))
     out.mkdir(parents=True, exist_ok=True)
     text = markdown(rows, problems, by)
+    baseline_index = None
+    if baseline:
+        from cnnlab import comparison
+
+        wanted = comparison.parse_baseline(baseline)
+        baseline_index = comparison.find_baseline(rows, wanted)
+        comparison.compare_to_baseline(rows, baseline_index)
+        text += comparison.markdown(rows, baseline_index, wanted)
+    if curves:
+        from cnnlab.row_curves import plot_row_curves
+
+        path, missing = plot_row_curves(rows, out / "curves.png", band=band, baseline=baseline_index)
+        text += f"\nValidation curves: {path.name}"
+        text += f" ({len(missing)} runs without csv/metrics.csv left out)\n" if missing else "\n"
     (out / "results.md").write_text(text)
     (out / "results.csv").write_text(to_csv(rows, problems))
     return text, out

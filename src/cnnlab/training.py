@@ -27,7 +27,17 @@ from cnnlab.errors import ConfigError
 from cnnlab.lr_finder import find_learning_rate
 from cnnlab.milestones import EpochsToAccuracy
 from cnnlab.module import ClassifierModule
-from cnnlab.runs import RUN_RECORD, common_record, hparams, hydra_choice, summary_line, write_json_atomic
+from cnnlab.runs import (
+    RUN_RECORD,
+    common_record,
+    current_choices,
+    hparam_metrics,
+    hparams,
+    hydra_choice,
+    summary_line,
+    task_overrides,
+    write_json_atomic,
+)
 
 log = logging.getLogger(__name__)
 
@@ -243,15 +253,7 @@ def fit_network(
             key: float(value) for key, value in trainer.callback_metrics.items() if key.startswith("test/")
         }
 
-    flat_hparams = hparams(resolved)
-    for logger in trainer.loggers:
-        if isinstance(logger, TensorBoardLogger):  # the HParams tab pairs the config with the final metrics
-            logger.log_hyperparams(
-                flat_hparams, {f"hparams/{key}": value for key, value in test_metrics.items()}
-            )
-        else:
-            logger.log_hyperparams(flat_hparams)
-    return {
+    results = {
         "params": count_parameters(net),
         "trainable_params": sum(p.numel() for p in net.parameters() if p.requires_grad),
         "epochs": trainer.current_epoch,
@@ -279,3 +281,10 @@ def fit_network(
         "precision": str(trainer.precision),
         "best_checkpoint": os.path.relpath(best_path, output_dir) if best_path else None,
     }
+    run_hparams = {**hparams(resolved, current_choices(), task_overrides()), "lr": results["lr"]}
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):  # the HParams tab pairs what sets runs apart with results
+            logger.log_hyperparams(run_hparams, hparam_metrics(results))
+        else:
+            logger.log_hyperparams(run_hparams)
+    return results
