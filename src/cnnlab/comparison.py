@@ -208,6 +208,10 @@ def _p(value: float | None) -> str:
     return f"{value:.2g}" if value >= 0.001 else "<0.001"
 
 
+def _interval(low: float | None, high: float | None) -> str:
+    return "–" if low is None else f"[{_number(low, signed=True)}, {_number(high, signed=True)}]"
+
+
 def _label(row: dict[str, Any]) -> str:
     config = f" `{row['config']}`" if row.get("config") else ""
     return f"{row['model']} {row['dataset']}{config}".strip()
@@ -227,6 +231,7 @@ def markdown(rows: Sequence[dict[str, Any]], baseline: int, wanted: dict[str, st
             f"{title} [95 % CI]",
             "Δ [95 % CI, Welch]",
             "p Welch",
+            "Δ [95 % CI, paired]",
             "p paired",
             "test used",
             "p Holm",
@@ -248,6 +253,7 @@ def markdown(rows: Sequence[dict[str, Any]], baseline: int, wanted: dict[str, st
                 own,
                 change,
                 _p(row[f"p_value{suffix}"]),
+                _interval(row[f"paired{suffix}_ci95_low"], row[f"paired{suffix}_ci95_high"]),
                 _p(row[f"p_paired{suffix}"]),
                 row[f"test{suffix}"] or "–",
                 _p(row[f"p_holm{suffix}"]),

@@ -58,6 +58,19 @@ def row_curve(runs: Sequence[dict[int, float]], band: str) -> tuple[np.ndarray, 
     return epochs, np.array(mean), np.array(lower), np.array(upper)
 
 
+def short_labels(rows: Sequence[dict[str, Any]]) -> tuple[list[str], str]:
+    """Each row's label without what all rows share (model, dataset, overrides), and that shared part."""
+    tokens = [
+        [str(row[k]) for k in ("model", "dataset") if row.get(k)] + row.get("config", "").split()
+        for row in rows
+    ]
+    shared = [token for token in tokens[0] if all(token in other for other in tokens[1:])] if tokens else []
+    labels = [
+        " ".join(t for t in row_tokens if t not in shared) or " ".join(row_tokens) for row_tokens in tokens
+    ]
+    return labels, " ".join(shared)
+
+
 def plot_row_curves(
     rows: Sequence[dict[str, Any]], path: Path, band: str = "minmax", baseline: int | None = None
 ) -> tuple[Path, list[str]]:
@@ -68,6 +81,7 @@ def plot_row_curves(
         raise ConfigError(f"--band {band}: unknown; use one of {', '.join(BANDS)}")
     missing: list[str] = []
     per_row: list[tuple[str, list[dict[str, dict[int, float]]]]] = []
+    labels, shared = short_labels(rows)
     for index, row in enumerate(rows):
         curves = []
         for run in row[MEMBERS]:
@@ -77,7 +91,7 @@ def plot_row_curves(
             else:
                 curves.append(read)
         if curves:
-            label = " ".join(str(row[k]) for k in ("model", "dataset", "config") if row.get(k))
+            label = labels[index]
             runs = f"{len(curves)} run" + ("s" if len(curves) > 1 else "")
             prefix = "baseline: " if index == baseline else ""
             per_row.append((f"{prefix}{label} ({runs})", curves))
@@ -85,7 +99,8 @@ def plot_row_curves(
         raise ConfigError(
             f"--curves: no run has {METRICS_CSV}; train with logger=default or logger=csv to log the curves"
         )
-    figure = Figure(figsize=(12, 4.8), layout="constrained")
+    targets = {run.record.get("val_acc_target") for row in rows for run in row[MEMBERS]}
+    figure = Figure(figsize=(12, 4.4 + 0.25 * len(per_row)), layout="constrained")
     axes = figure.subplots(1, len(CURVES))
     for ax, (name, title) in zip(axes, CURVES.items(), strict=True):
         for label, curves in per_row:
@@ -97,13 +112,19 @@ def plot_row_curves(
                 epochs, mean, marker="o", markersize=3, label=label, lw=2.5 if baseline_line else 1.5
             )
             ax.fill_between(epochs, lower, upper, color=line.get_color(), alpha=0.2, linewidth=0)
+        if name == "val/acc" and len(targets) == 1 and None not in targets:  # the epochs_to_val_acc line
+            ax.axhline(targets.pop(), color="grey", linestyle="--", linewidth=1, label="val_acc_target")
         ax.set_xlabel("epoch")
         ax.set_ylabel(title)
         ax.grid(alpha=0.3)
         ax.xaxis.get_major_locator().set_params(integer=True)
     spread = "min–max over the runs" if band == "minmax" else "±1 std over the runs"
-    figure.suptitle(f"Validation curves: mean per row, band {spread}")
-    axes[0].legend(fontsize="small")
+    title = f"Validation curves: mean per row, band {spread}"
+    figure.suptitle(f"{title}\nall rows: {shared}" if shared else title)
+    handles, names = axes[0].get_legend_handles_labels()
+    figure.legend(
+        handles, names, loc="outside lower center", ncols=1 if len(per_row) > 3 else 2, fontsize="small"
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)
     return path, missing
