@@ -318,8 +318,8 @@ def test_curves_png_holds_one_line_per_row_with_its_band(ablation: Path) -> None
     assert read["val/acc"] == pytest.approx({1: 0.31, 2: 0.51, 3: 0.61}) and read["val/loss"][
         1
     ] == pytest.approx(1.69)
-    epochs, mean, low, high = row_curve([read_validation_curves(ablation / j / "csv" / "metrics.csv")["val/acc"]
-                                         for j in "012"], "minmax")  # fmt: skip
+    logged = [read_validation_curves(ablation / job / "csv" / "metrics.csv")["val/acc"] for job in "012"]
+    epochs, mean, low, high = row_curve(logged, "minmax")
     assert list(epochs) == [1, 2, 3]
     assert mean == pytest.approx(np.mean([curves[j] for j in "012"], axis=0))
     assert low == pytest.approx(curves["0"]) and high == pytest.approx(curves["2"])

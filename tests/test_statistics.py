@@ -42,12 +42,15 @@ def test_paired_test_is_the_one_sample_test_of_the_differences() -> None:
     half = stats.t.ppf(0.975, 2) * differences.std(ddof=1) / np.sqrt(3)
     result = paired_test(NO_BN, BN)
     assert result.delta == pytest.approx(differences.mean()) and result.df == 2
-    assert (result.ci_low, result.ci_high) == pytest.approx((differences.mean() - half, differences.mean() + half))
+    mean = differences.mean()
+    assert (result.ci_low, result.ci_high) == pytest.approx((mean - half, mean + half))
     assert result.p_value == pytest.approx(stats.ttest_1samp(differences, 0.0).pvalue)
 
 
 @pytest.mark.parametrize(
-    ("a", "b"), [([0.8], [0.7, 0.9]), ([0.8, 0.8], [0.7, 0.7]), ([0.8, 0.9], [0.8])], ids=["n1", "flat", "n1b"]
+    ("a", "b"),
+    [([0.8], [0.7, 0.9]), ([0.8, 0.8], [0.7, 0.7]), ([0.8, 0.9], [0.8])],
+    ids=["one run", "no spread", "one baseline run"],
 )
 def test_undefined_tests_are_none(a: list[float], b: list[float]) -> None:
     assert welch_test(a, b) is None
