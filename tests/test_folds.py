@@ -84,6 +84,7 @@ def test_fold_out_of_range_stops_train_in_one_line(
     assert error[-1] == "error: data.fold=5 is invalid for data.folds=5; use 0 <= data.fold < 5"
 
 
+@pytest.mark.slow
 def test_cross_validation_sweep_is_one_row_of_the_table(tiny_data: Path, tmp_path: Path, monkeypatch) -> None:
     sweep_dir = tmp_path / "cv"
     args = ["--multirun", "model=mlp", "data=mnist", f"data.root={tiny_data}", *TINY, "data.folds=5"]
