@@ -210,7 +210,8 @@ def markdown(rows: Sequence[dict[str, Any]], problems: Sequence[Run], by: Sequen
     runs = sum(row["runs"] for row in rows)
     text = (
         "\n".join(lines)
-        + f"\n\n{runs} finished runs in {len(rows)} rows (mean ± sample std over the runs of a row: seeds or folds).\n"
+        + f"\n\n{runs} finished runs in {len(rows)} rows "
+        + "(mean ± sample std over the runs of a row: its seeds, or its cross-validation folds).\n"
     )
     if problems:
         text += "\n**Failed or incomplete runs** (not in the table):\n\n"
