@@ -339,3 +339,10 @@ def test_curves_without_any_csv_log_is_one_line(multirun: Path, capsys) -> None:
     with pytest.raises(SystemExit):
         results.main([str(multirun), "--curves"])
     assert "no run has csv/metrics.csv; train with logger=default or logger=csv" in capsys.readouterr().err
+
+
+def test_a_single_run_baseline_tests_nothing_and_says_why(ablation: Path) -> None:
+    _, out = results_table([ablation], baseline=["model.dropout=0.5"])
+    verdicts = [row["verdict"] for row in completed_rows(out) if row["verdict"] != "baseline"]
+    assert verdicts == ["no test: the baseline has 1 run (add seeds)"] * 3
+    assert all(row["p_holm"] == "" and row["delta_test_acc"] != "" for row in completed_rows(out))
