@@ -281,7 +281,9 @@ def fit_network(
         "precision": str(trainer.precision),
         "best_checkpoint": os.path.relpath(best_path, output_dir) if best_path else None,
     }
-    run_hparams = {**hparams(resolved, current_choices(), task_overrides()), "lr": results["lr"]}
+    run_hparams = hparams(resolved, current_choices(), task_overrides())
+    if lr_found:  # trained with the LR finder's suggestion, not the config's
+        run_hparams["lr"] = lr_found
     for logger in trainer.loggers:
         if isinstance(logger, TensorBoardLogger):  # the HParams tab pairs what sets runs apart with results
             logger.log_hyperparams(run_hparams, hparam_metrics(results))
