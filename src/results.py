@@ -48,6 +48,13 @@ def main(argv: list[str] | None = None) -> None:
         "model=smallcnn): difference, 95%% CI, Welch / paired t-test, Holm, verdict; repeat to narrow down",
     )
     parser.add_argument(
+        "--test",
+        choices=("welch", "paired"),
+        default="welch",
+        help="the test the verdict reads: Welch's (default), or the paired t-test where a row ran the "
+        "baseline's seeds / folds (both p-values are always shown)",
+    )
+    parser.add_argument(
         "--curves", action="store_true", help="also write curves.png: validation accuracy and loss per epoch"
     )
     parser.add_argument(
@@ -71,6 +78,7 @@ def main(argv: list[str] | None = None) -> None:
             sort=split(args.sort),
             out_dir=args.out,
             baseline=args.baseline,
+            test=args.test,
             curves=args.curves,
             band=args.band,
         )

@@ -197,9 +197,10 @@ def test_baseline_comparison_matches_scipy(ablation: Path) -> None:
     assert float(no_bn["delta_ci95_low"]) == pytest.approx(interval.low)
     assert float(no_bn["delta_ci95_high"]) == pytest.approx(interval.high)
     assert float(no_bn["p_value"]) == pytest.approx(welch.pvalue)
-    # the same seeds 0, 1, 2: the paired test is offered, and used
+    # the same seeds 0, 1, 2: the paired test is offered beside Welch's, which the verdict reads by default
     paired = stats.ttest_rel(BN_ACC[False], BN_ACC[True])
-    assert float(no_bn["p_paired"]) == pytest.approx(paired.pvalue) and no_bn["test"].startswith("paired t")
+    assert float(no_bn["p_paired"]) == pytest.approx(paired.pvalue) and no_bn["test"].startswith("Welch t")
+    assert float(no_bn["paired_ci95_low"]) == pytest.approx(paired.confidence_interval(0.95).low)
     # its own mean's 95 % CI
     own = stats.t.interval(0.95, 2, loc=np.mean(BN_ACC[False]), scale=stats.sem(BN_ACC[False]))
     assert (float(no_bn["test_acc_ci95_low"]), float(no_bn["test_acc_ci95_high"])) == pytest.approx(own)
@@ -208,7 +209,7 @@ def test_baseline_comparison_matches_scipy(ablation: Path) -> None:
     assert dropout["test"].startswith("Welch t") and dropout["p_paired"] == ""
     # Holm over the two tested rows (the single run has no test)
     tested = sorted(
-        [(float(no_bn["p_paired"]), no_bn), (float(dropout["p_value"]), dropout)], key=lambda t: t[0]
+        [(float(no_bn["p_value"]), no_bn), (float(dropout["p_value"]), dropout)], key=lambda t: t[0]
     )
     assert float(tested[0][1]["p_holm"]) == pytest.approx(min(1.0, 2 * tested[0][0]))
     assert float(tested[1][1]["p_holm"]) == pytest.approx(max(float(tested[0][1]["p_holm"]), tested[1][0]))
@@ -221,6 +222,16 @@ def test_baseline_comparison_matches_scipy(ablation: Path) -> None:
     assert float(no_bn["p_value_f1"]) == pytest.approx(f1.pvalue)
     assert "Against the baseline `model.batch_norm=true`" in text and "Holm-adjusted over the 2" in text
     assert (out / "results.md").read_text() == text
+    # --test paired: the verdict reads the paired test where the seeds match, Welch's elsewhere
+    _, out = results_table([ablation], baseline=["model.batch_norm=true"], test="paired")
+    rows = {row["config"]: row for row in completed_rows(out)}
+    no_bn = rows["experiment=ablation_bn model.batch_norm=false"]
+    assert no_bn["test"] == "paired t (3 shared seeds/folds)"
+    assert rows["experiment=ablation_bn model.batch_norm=false model.dropout=0.3"]["test"].startswith("Welch")
+    p_other = float(rows["experiment=ablation_bn model.batch_norm=false model.dropout=0.3"]["p_value"])
+    assert float(no_bn["p_holm"]) == pytest.approx(
+        min(1.0, max(2 * min(paired.pvalue, p_other), paired.pvalue))
+    )
 
 
 def test_baseline_by_group_choice_and_verdicts(tmp_path: Path) -> None:

@@ -17,8 +17,11 @@ import yaml
 from omegaconf import OmegaConf
 
 from cnnlab.errors import ConfigError
-from cnnlab.results import MEMBERS, Run
+from cnnlab.results import MEMBERS, Run, short_labels
 from cnnlab.statistics import ALPHA, holm, paired_test, verdict, welch_test
+
+# what the verdict reads: Welch's t-test, or the paired one where a row ran the baseline's seeds
+TESTS = ("welch", "paired")
 
 # the compared metrics -> the suffix of their comparison columns (test_acc keeps the plain names)
 COMPARED = {"test_acc": "", "test_f1_macro": "_f1"}
@@ -134,7 +137,7 @@ def _values(samples: dict | list) -> list[float]:
     return list(samples.values()) if isinstance(samples, dict) else samples
 
 
-def _compare(row_samples: dict | list, base_samples: dict | list) -> dict[str, Any]:
+def _compare(row_samples: dict | list, base_samples: dict | list, test: str) -> dict[str, Any]:
     """One row against the baseline on one metric, before the Holm adjustment."""
     row_values, base_values = _values(row_samples), _values(base_samples)
     result: dict[str, Any] = {"n": len(row_values), "base_n": len(base_values)}
@@ -155,6 +158,7 @@ def _compare(row_samples: dict | list, base_samples: dict | list) -> dict[str, A
         paired = paired_test([row_samples[k] for k in keys], [base_samples[k] for k in keys])
     if paired is not None:
         result.update(paired_ci_low=paired.ci_low, paired_ci_high=paired.ci_high, p_paired=paired.p_value)
+    if paired is not None and test == "paired":
         result["p"], result["test"] = paired.p_value, f"paired t ({len(row_samples)} shared seeds/folds)"
     elif welch is not None:
         result["p"], result["test"] = welch.p_value, f"Welch t (df {welch.df:.1f})"
@@ -167,12 +171,17 @@ def _compare(row_samples: dict | list, base_samples: dict | list) -> dict[str, A
     return result
 
 
-def compare_to_baseline(rows: list[dict[str, Any]], baseline: int) -> None:
-    """Add the comparison columns to every row (in place); the baseline row gets its verdict "baseline"."""
+def compare_to_baseline(rows: list[dict[str, Any]], baseline: int, test: str = "welch") -> None:
+    """Add the comparison columns to every row (in place); the baseline row gets its verdict "baseline".
+
+    ``test="paired"`` bases the verdict on the paired t-test where a row ran the baseline's seeds.
+    """
+    if test not in TESTS:
+        raise ConfigError(f"--test {test}: unknown; use one of {', '.join(TESTS)}")
     for metric, suffix in COMPARED.items():
         base_samples = _samples(rows[baseline], metric)
         results = [
-            None if i == baseline else _compare(_samples(row, metric), base_samples)
+            None if i == baseline else _compare(_samples(row, metric), base_samples, test)
             for i, row in enumerate(rows)
         ]
         adjusted = holm([r.get("p") if r else None for r in results])  # one family per metric
@@ -212,17 +221,16 @@ def _interval(low: float | None, high: float | None) -> str:
     return "–" if low is None else f"[{_number(low, signed=True)}, {_number(high, signed=True)}]"
 
 
-def _label(row: dict[str, Any]) -> str:
-    config = f" `{row['config']}`" if row.get("config") else ""
-    return f"{row['model']} {row['dataset']}{config}".strip()
-
-
-def markdown(rows: Sequence[dict[str, Any]], baseline: int, wanted: dict[str, str]) -> str:
+def markdown(
+    rows: Sequence[dict[str, Any]], baseline: int, wanted: dict[str, str], test: str = "welch"
+) -> str:
     """One table per compared metric: each row's mean and 95 % CI, its difference from the baseline,
     the tests and the verdict; then how to read them."""
     asked = " ".join(f"{key}={value}" for key, value in wanted.items())
     order = [baseline, *(i for i in range(len(rows)) if i != baseline)]
+    labels, shared = short_labels(rows)
     text = f"\n## Against the baseline `{asked}`\n"
+    text += f"\nAll rows: `{shared}`.\n" if shared else ""
     for metric, suffix in COMPARED.items():
         title = TITLES[metric]
         header = [
@@ -248,7 +256,7 @@ def markdown(rows: Sequence[dict[str, Any]], baseline: int, wanted: dict[str, st
             if d_low is not None:
                 change += f" [{_number(d_low, signed=True)}, {_number(d_high, signed=True)}]"
             cells = [
-                ("**baseline** " if i == baseline else "") + _label(row),
+                ("**baseline** " if i == baseline else "") + f"`{labels[i]}`",
                 str(row[f"{metric}_runs"]),
                 own,
                 change,
@@ -262,11 +270,17 @@ def markdown(rows: Sequence[dict[str, Any]], baseline: int, wanted: dict[str, st
             lines.append("| " + " | ".join(cells) + " |")
         text += "\n".join(lines) + "\n"
     comparisons = rows[baseline]["comparisons"]
+    used = (
+        "the paired t-test where both rows ran the same seeds (or folds), else Welch's"
+        if test == "paired"
+        else "Welch's t-test (--test paired: the paired one where the seeds match)"
+    )
+    plural = "s" if comparisons != 1 else ""
     text += (
-        f"\nΔ = row mean − baseline mean. [95 % CI]: the t-interval of the row's mean; for Δ the "
-        f"Welch–Satterthwaite interval. The verdict reads the p-value of the test used: the paired t-test "
-        f"when both rows ran the same seeds (or folds), else Welch's; Holm-adjusted over the "
-        f'{comparisons} comparisons of each metric (family-wise α = {ALPHA}). "No detectable difference" '
-        f'is not "equal": with n runs per row, smaller effects than the interval\'s width go unseen.\n'
+        "\nΔ = row mean − baseline mean. [95 % CI]: the t-interval of the row's mean; for Δ the "
+        "Welch–Satterthwaite interval (and the paired one where the rows share seeds). The verdict reads "
+        f"{used}, Holm-adjusted over the {comparisons} comparison{plural} of each metric (family-wise "
+        f'α = {ALPHA}). "No detectable difference" is not "equal": with n runs per row, smaller effects '
+        "than the interval's width go unseen.\n"
     )
     return text

@@ -157,6 +157,19 @@ def summarize(runs: Sequence[Run], by: Sequence[str] = GROUP_FIELDS) -> list[dic
     return rows
 
 
+def short_labels(rows: Sequence[dict[str, Any]]) -> tuple[list[str], str]:
+    """Each row's label without what all rows share (model, dataset, overrides), and that shared part."""
+    tokens = [
+        [str(row[k]) for k in ("model", "dataset") if row.get(k)] + row.get("config", "").split()
+        for row in rows
+    ]
+    shared = [token for token in tokens[0] if all(token in other for other in tokens[1:])] if tokens else []
+    labels = [
+        " ".join(t for t in row_tokens if t not in shared) or " ".join(row_tokens) for row_tokens in tokens
+    ]
+    return labels, " ".join(shared)
+
+
 def sort_rows(rows: list[dict[str, Any]], keys: Sequence[str]) -> list[dict[str, Any]]:
     """Sort by ``keys`` in turn; ``-key`` sorts descending; a metric name sorts by its mean."""
     for key in reversed(keys):
@@ -257,6 +270,7 @@ def results_table(
     sort: Sequence[str] | None = None,
     out_dir: Path | str | None = None,
     baseline: Sequence[str] | None = None,
+    test: str = "welch",
     curves: bool = False,
     band: str = "minmax",
 ) -> tuple[str, Path]:
@@ -282,8 +296,8 @@ def results_table(
 
         wanted = comparison.parse_baseline(baseline)
         baseline_index = comparison.find_baseline(rows, wanted)
-        comparison.compare_to_baseline(rows, baseline_index)
-        text += comparison.markdown(rows, baseline_index, wanted)
+        comparison.compare_to_baseline(rows, baseline_index, test)
+        text += comparison.markdown(rows, baseline_index, wanted, test)
     if curves:
         from cnnlab.row_curves import plot_row_curves
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from cnnlab.errors import ConfigError
-from cnnlab.results import MEMBERS
+from cnnlab.results import MEMBERS, short_labels
 
 METRICS_CSV = Path("csv") / "metrics.csv"
 CURVES = {"val/acc": "validation accuracy", "val/loss": "validation loss"}
@@ -56,19 +56,6 @@ def row_curve(runs: Sequence[dict[int, float]], band: str) -> tuple[np.ndarray, 
         lower.append(low)
         upper.append(high)
     return epochs, np.array(mean), np.array(lower), np.array(upper)
-
-
-def short_labels(rows: Sequence[dict[str, Any]]) -> tuple[list[str], str]:
-    """Each row's label without what all rows share (model, dataset, overrides), and that shared part."""
-    tokens = [
-        [str(row[k]) for k in ("model", "dataset") if row.get(k)] + row.get("config", "").split()
-        for row in rows
-    ]
-    shared = [token for token in tokens[0] if all(token in other for other in tokens[1:])] if tokens else []
-    labels = [
-        " ".join(t for t in row_tokens if t not in shared) or " ".join(row_tokens) for row_tokens in tokens
-    ]
-    return labels, " ".join(shared)
 
 
 def plot_row_curves(
