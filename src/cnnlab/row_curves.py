@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import math
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -107,7 +108,8 @@ def plot_row_curves(
         ax.xaxis.get_major_locator().set_params(integer=True)
     spread = "min–max over the runs" if band == "minmax" else "±1 std over the runs"
     title = f"Validation curves: mean per row, band {spread}"
-    figure.suptitle(f"{title}\nall rows: {shared}" if shared else title)
+    # the settings all rows share, wrapped to the figure's width
+    figure.suptitle(f"{title}\n" + textwrap.fill(f"all rows: {shared}", 130) if shared else title)
     handles, names = axes[0].get_legend_handles_labels()
     figure.legend(
         handles, names, loc="outside lower center", ncols=1 if len(per_row) > 3 else 2, fontsize="small"
