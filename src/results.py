@@ -27,6 +27,23 @@ def archive_main(argv: list[str]) -> None:
     print(f"archived {args.run_dir} -> {dest} ({archive_size(dest) / 1e6:.1f} MB)")
 
 
+# options whose value may start with "-" (`--sort -test_acc`): argparse would take it for an option
+DASH_VALUED = ("--sort",)
+
+
+def attach_dash_values(argv: list[str]) -> list[str]:
+    """``--sort -test_acc`` -> ``--sort=-test_acc``, which argparse reads as the option's value."""
+    joined: list[str] = []
+    args = iter(argv)
+    for arg in args:
+        if arg in DASH_VALUED:
+            value = next(args, None)
+            joined.append(arg if value is None else f"{arg}={value}")
+        else:
+            joined.append(arg)
+    return joined
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["archive"]:
@@ -54,13 +71,36 @@ def main(argv: list[str] | None = None) -> None:
         help="also write this Markdown page from the runs: the table, headline figures computed from the "
         "records and each run's command (e.g. --doc docs/results.md)",
     )
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--baseline",
+        action="append",
+        metavar="KEY=VALUE",
+        help="compare every row with the row whose runs have KEY=VALUE (e.g. model.batch_norm=true or "
+        "model=smallcnn): difference, 95%% CI, Welch / paired t-test, Holm, verdict; repeat to narrow down",
+    )
+    parser.add_argument(
+        "--test",
+        choices=("welch", "paired"),
+        default="welch",
+        help="the test the verdict reads: Welch's (default), or the paired t-test where a row ran the "
+        "baseline's seeds / folds (both p-values are always shown)",
+    )
+    parser.add_argument(
+        "--curves", action="store_true", help="also write curves.png: validation accuracy and loss per epoch"
+    )
+    parser.add_argument(
+        "--band",
+        choices=("minmax", "std"),
+        default="minmax",
+        help="the band around each curve: min-max over the runs (default) or +-1 std",
+    )
+    args = parser.parse_args(attach_dash_values(sys.argv[1:] if argv is None else list(argv)))
 
     from cnnlab.errors import exit_on_user_error
-    from cnnlab.results import results_table
+    from cnnlab.results.table import results_table
 
     if args.doc:
-        from cnnlab.reference_doc import write_reference_doc
+        from cnnlab.results.reference_doc import write_reference_doc
 
         with exit_on_user_error():
             print(f"wrote {write_reference_doc(args.dirs[0], args.doc)}")
@@ -69,9 +109,19 @@ def main(argv: list[str] | None = None) -> None:
         return [item.strip() for item in value.split(",") if item.strip()] if value else None
 
     with exit_on_user_error():
-        text, out = results_table(args.dirs, by=split(args.by), sort=split(args.sort), out_dir=args.out)
+        text, out = results_table(
+            args.dirs,
+            by=split(args.by),
+            sort=split(args.sort),
+            out_dir=args.out,
+            baseline=args.baseline,
+            test=args.test,
+            curves=args.curves,
+            band=args.band,
+        )
     print(text)
-    print(f"wrote {out / 'results.md'} and {out / 'results.csv'}")
+    extra = " and curves.png" if args.curves else ""
+    print(f"wrote {out / 'results.md'}, {out / 'results.csv'}{extra}")
 
 
 if __name__ == "__main__":

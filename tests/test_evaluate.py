@@ -132,7 +132,22 @@ def test_pictures_decode_and_reach_tensorboard(run: Path) -> None:
     metadata = events.SummaryMetadata("_hparams_/session_start_info")
     assert metadata.plugin_data.plugin_name == "hparams"
     session = plugin_data_pb2.HParamsPluginData.FromString(metadata.plugin_data.content).session_start_info
-    assert session.hparams["model._target_"].string_value.endswith("SmallCNN")
+    # what tells runs apart, not the flattened config: group choices, key settings, overrides
+    assert (
+        session.hparams["model"].string_value == "smallcnn"
+        and session.hparams["data"].string_value == "mnist"
+    )
+    assert session.hparams["epochs"].number_value == 2 and session.hparams["batch_size"].number_value == 32
+    assert session.hparams["data.val_size"].number_value == 40 and "data.root" not in session.hparams
+    assert not any("_target_" in key or key.startswith("callbacks.") for key in session.hparams)
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(
+        events.SummaryMetadata("_hparams_/experiment").plugin_data.content
+    ).experiment
+    tags = {info.name.tag for info in experiment.metric_infos}
+    assert {"hparams/best_val_acc", "hparams/test_acc", "hparams/test_f1_macro"} <= tags
+    record = read_run_record(run)
+    assert events.Scalars("hparams/test_acc")[-1].value == pytest.approx(record["test_acc"])
+    assert events.Scalars("hparams/best_val_acc")[-1].value == pytest.approx(record["best_val_acc"])
     metrics = json.loads((run / "eval" / "eval_metrics.json").read_text())
     assert events.Scalars("hparams/eval/acc")[-1].value == pytest.approx(metrics["accuracy"])
     assert events.Scalars("hparams/eval/ece")[-1].value == pytest.approx(metrics["ece"], abs=1e-6)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cnnlab.reference_doc import reference_doc
+from cnnlab.results.reference_doc import reference_doc
 from tests.conftest import REPO
 
 

@@ -6,9 +6,11 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from cnnlab.results import find_runs, results_table
+from cnnlab.results.rows import find_runs
+from cnnlab.results.table import results_table
 from tests.conftest import REPO, run_cli
 
 
@@ -125,7 +127,8 @@ def test_reference_table_sweeps_every_model_and_tabulates(
 
 
 def test_optional_columns_appear_when_runs_have_them() -> None:
-    from cnnlab.results import Run, markdown, summarize
+    from cnnlab.results.rows import Run, summarize
+    from cnnlab.results.table import markdown
 
     def run(seed: int, epochs: int | None) -> Run:
         record = {
@@ -147,3 +150,212 @@ def test_optional_columns_appear_when_runs_have_them() -> None:
     text = markdown(rows, [], by=("model", "dataset"))
     assert "epochs to val target" in text and "3.0 ± 1.4 (2/3 runs)" in text
     assert "TTA top-1" not in text
+
+
+# --- comparisons with a baseline -------------------------------------------------------------------
+
+BN_ACC = {True: [0.842, 0.851, 0.838], False: [0.801, 0.823, 0.779]}  # hand-made, seeds 0, 1, 2
+
+
+def ablation_run(root: Path, job: int, acc: float, seed: int, batch_norm: bool, dropout: float) -> None:
+    overrides = ["experiment=ablation_bn", f"model.batch_norm={str(batch_norm).lower()}", f"seed={seed}"]
+    overrides += [f"model.dropout={dropout}"] if dropout else []
+    run_dir = fake_run(root, str(job), record("smallcnn", acc, seed, test_f1_macro=acc - 0.02), overrides)
+    config = f"seed: {seed}\nmodel:\n  batch_norm: {str(batch_norm).lower()}\n  dropout: {dropout}\n"
+    (run_dir / ".hydra" / "config.yaml").write_text(config)
+
+
+@pytest.fixture
+def ablation(tmp_path: Path) -> Path:
+    """A BN ablation sweep (3 seeds each), a dropout variant with other seeds, and one single run."""
+    root = tmp_path / "multirun" / "ablation_bn"
+    job = iter(range(100))
+    for batch_norm, accuracies in BN_ACC.items():
+        for seed, acc in enumerate(accuracies):
+            ablation_run(root, next(job), acc, seed, batch_norm, 0.0)
+    for seed, acc in zip((5, 6, 7), (0.805, 0.83, 0.79), strict=True):
+        ablation_run(root, next(job), acc, seed, False, 0.3)
+    ablation_run(root, next(job), 0.7, 0, False, 0.5)
+    return root
+
+
+def completed_rows(folder: Path) -> list[dict[str, str]]:
+    return [row for row in csv.DictReader((folder / "results.csv").open()) if row["status"] == "completed"]
+
+
+def test_baseline_comparison_matches_scipy(ablation: Path) -> None:
+    from scipy import stats
+
+    text, out = results_table([ablation], baseline=["model.batch_norm=true"])
+    rows = {row["config"]: row for row in completed_rows(out)}
+    base, no_bn = (
+        rows["experiment=ablation_bn model.batch_norm=true"],
+        rows["experiment=ablation_bn model.batch_norm=false"],
+    )
+    assert base["verdict"] == "baseline" and float(base["delta_test_acc"]) == 0.0
+    welch = stats.ttest_ind(BN_ACC[False], BN_ACC[True], equal_var=False)
+    interval = welch.confidence_interval(0.95)
+    assert float(no_bn["delta_test_acc"]) == pytest.approx(np.mean(BN_ACC[False]) - np.mean(BN_ACC[True]))
+    assert float(no_bn["delta_ci95_low"]) == pytest.approx(interval.low)
+    assert float(no_bn["delta_ci95_high"]) == pytest.approx(interval.high)
+    assert float(no_bn["p_value"]) == pytest.approx(welch.pvalue)
+    # the same seeds 0, 1, 2: the paired test is offered beside Welch's, which the verdict reads by default
+    paired = stats.ttest_rel(BN_ACC[False], BN_ACC[True])
+    assert float(no_bn["p_paired"]) == pytest.approx(paired.pvalue) and no_bn["test"].startswith("Welch t")
+    assert float(no_bn["paired_ci95_low"]) == pytest.approx(paired.confidence_interval(0.95).low)
+    # its own mean's 95 % CI
+    own = stats.t.interval(0.95, 2, loc=np.mean(BN_ACC[False]), scale=stats.sem(BN_ACC[False]))
+    assert (float(no_bn["test_acc_ci95_low"]), float(no_bn["test_acc_ci95_high"])) == pytest.approx(own)
+    # other seeds: Welch only, no paired p
+    dropout = rows["experiment=ablation_bn model.batch_norm=false model.dropout=0.3"]
+    assert dropout["test"].startswith("Welch t") and dropout["p_paired"] == ""
+    # Holm over the two tested rows (the single run has no test)
+    tested = sorted(
+        [(float(no_bn["p_value"]), no_bn), (float(dropout["p_value"]), dropout)], key=lambda t: t[0]
+    )
+    assert float(tested[0][1]["p_holm"]) == pytest.approx(min(1.0, 2 * tested[0][0]))
+    assert float(tested[1][1]["p_holm"]) == pytest.approx(max(float(tested[0][1]["p_holm"]), tested[1][0]))
+    expected = "worse" if float(no_bn["p_holm"]) < 0.05 else "no detectable difference at n=3"
+    assert no_bn["verdict"] == expected
+    single = rows["experiment=ablation_bn model.batch_norm=false model.dropout=0.5"]
+    assert single["verdict"].startswith("no test: 1 run") and single["p_value"] == ""
+    # macro-F1 gets its comparison too
+    f1 = stats.ttest_ind(np.array(BN_ACC[False]) - 0.02, np.array(BN_ACC[True]) - 0.02, equal_var=False)
+    assert float(no_bn["p_value_f1"]) == pytest.approx(f1.pvalue)
+    assert "Against the baseline `model.batch_norm=true`" in text and "Holm-adjusted over the 2" in text
+    assert (out / "results.md").read_text() == text
+    # --test paired: the verdict reads the paired test where the seeds match, Welch's elsewhere
+    _, out = results_table([ablation], baseline=["model.batch_norm=true"], test="paired")
+    rows = {row["config"]: row for row in completed_rows(out)}
+    no_bn = rows["experiment=ablation_bn model.batch_norm=false"]
+    assert no_bn["test"] == "paired t (3 shared seeds/folds)"
+    assert rows["experiment=ablation_bn model.batch_norm=false model.dropout=0.3"]["test"].startswith("Welch")
+    p_other = float(rows["experiment=ablation_bn model.batch_norm=false model.dropout=0.3"]["p_value"])
+    assert float(no_bn["p_holm"]) == pytest.approx(
+        min(1.0, max(2 * min(paired.pvalue, p_other), paired.pvalue))
+    )
+
+
+def test_baseline_by_group_choice_and_verdicts(tmp_path: Path) -> None:
+    root = tmp_path / "sweep"
+    for seed in range(3):
+        fake_run(root, f"mlp{seed}", record("mlp", 0.50 + 0.001 * seed, seed), ["model=mlp", f"seed={seed}"])
+        fake_run(
+            root,
+            f"cnn{seed}",
+            record("smallcnn", 0.90 - 0.002 * seed, seed),
+            ["model=smallcnn", f"seed={seed}"],
+        )
+    _, out = results_table([root], baseline=["model=mlp"])
+    rows = {row["model"]: row for row in completed_rows(out)}
+    assert rows["mlp"]["verdict"] == "baseline" and rows["smallcnn"]["verdict"] == "better"
+    _, out = results_table([root], baseline=["model=smallcnn"])
+    assert {row["model"]: row["verdict"] for row in completed_rows(out)}["mlp"] == "worse"
+
+
+@pytest.mark.parametrize(
+    ("baseline", "message"),
+    [
+        (["model.batch_norm=maybe"], "matches no row: the rows differ in model.batch_norm, model.dropout"),
+        (
+            ["model=smallcnn"],
+            "matches 4 rows: the rows differ in model.batch_norm, model.dropout; add another",
+        ),
+        (["model.batch_norm=false"], "matches 3 rows: the rows differ in model.dropout; add another"),
+        (["batch_norm"], "use KEY=VALUE"),
+    ],
+)
+def test_baseline_matching_no_row_or_several_is_one_line(
+    ablation: Path, capsys, baseline: list[str], message: str
+) -> None:
+    import results
+
+    with pytest.raises(SystemExit) as exit_info:
+        results.main([str(ablation), *(arg for b in baseline for arg in ("--baseline", b))])
+    error = capsys.readouterr().err
+    assert exit_info.value.code == 2 and error.count("\n") == 1 and message in error
+
+
+def test_baseline_narrowed_by_a_second_key_read_from_the_saved_config(ablation: Path) -> None:
+    # model.dropout=0.0 is no override of the plain runs: it is read from their .hydra/config.yaml
+    _, out = results_table([ablation], baseline=["model.batch_norm=false", "model.dropout=0"])
+    verdicts = {row["config"]: row["verdict"] for row in completed_rows(out)}
+    assert verdicts["experiment=ablation_bn model.batch_norm=false"] == "baseline"
+    assert verdicts["experiment=ablation_bn model.batch_norm=true"] != "baseline"
+
+
+def test_sort_accepts_a_descending_column_after_a_space(multirun: Path, capsys) -> None:
+    import results
+
+    results.main([str(multirun), "--sort", "-test_acc", "--by", "model,dataset"])
+    printed = capsys.readouterr().out
+    assert printed.index("| hog_svm") < printed.index("| mlp")
+    done = completed_rows(multirun)
+    means = [float(row["test_acc_mean"]) for row in done]
+    assert means == sorted(means, reverse=True) and len(means) == 2
+    assert results.attach_dash_values(["d", "--sort", "-a,b", "--by", "model"]) == [
+        "d",
+        "--sort=-a,b",
+        "--by",
+        "model",
+    ]
+
+
+# --- validation curves ----------------------------------------------------------------------------
+
+
+def write_metrics_csv(run_dir: Path, val_acc: list[float], val_loss: list[float]) -> None:
+    """A Lightning CSVLogger file: train rows per step, one validation row per epoch (0-based)."""
+    lines = ["epoch,step,train/loss,val/acc,val/loss"]
+    for epoch, (acc, loss) in enumerate(zip(val_acc, val_loss, strict=True)):
+        lines += [f"{epoch},{10 * epoch + 4},2.0,,", f"{epoch},{10 * epoch + 9},,{acc},{loss}"]
+    (run_dir / "csv").mkdir(parents=True)
+    (run_dir / "csv" / "metrics.csv").write_text("\n".join(lines) + "\n")
+
+
+def test_curves_png_holds_one_line_per_row_with_its_band(ablation: Path) -> None:
+    from PIL import Image
+
+    from cnnlab.results.curves import read_validation_curves, row_curve
+    from cnnlab.results.rows import summarize
+
+    curves = {}
+    for run_dir in sorted(ablation.iterdir()):
+        if run_dir.name in ("6", "7", "8", "9"):
+            continue  # the dropout rows were logged to TensorBoard only
+        offset = 0.01 * int(run_dir.name)
+        acc = [0.3 + offset, 0.5 + offset, 0.6 + offset]
+        write_metrics_csv(run_dir, acc, [2.0 - a for a in acc])
+        curves[run_dir.name] = acc
+    read = read_validation_curves(ablation / "1" / "csv" / "metrics.csv")
+    assert read["val/acc"] == pytest.approx({1: 0.31, 2: 0.51, 3: 0.61}) and read["val/loss"][
+        1
+    ] == pytest.approx(1.69)
+    logged = [read_validation_curves(ablation / job / "csv" / "metrics.csv")["val/acc"] for job in "012"]
+    epochs, mean, low, high = row_curve(logged, "minmax")
+    assert list(epochs) == [1, 2, 3]
+    assert mean == pytest.approx(np.mean([curves[j] for j in "012"], axis=0))
+    assert low == pytest.approx(curves["0"]) and high == pytest.approx(curves["2"])
+    _, _, low_std, high_std = row_curve([{1: 0.3}, {1: 0.5}], "std")
+    assert (high_std - low_std)[0] == pytest.approx(2 * np.std([0.3, 0.5], ddof=1))
+
+    text, out = results_table([ablation], curves=True, baseline=["model.batch_norm=true"])
+    with Image.open(out / "curves.png") as image:
+        assert image.width >= 1000 and image.height >= 400
+    assert "4 runs without csv/metrics.csv left out" in text
+    assert len(summarize(find_runs([ablation]))) == 4
+
+
+def test_curves_without_any_csv_log_is_one_line(multirun: Path, capsys) -> None:
+    import results
+
+    with pytest.raises(SystemExit):
+        results.main([str(multirun), "--curves"])
+    assert "no run has csv/metrics.csv; train with logger=default or logger=csv" in capsys.readouterr().err
+
+
+def test_a_single_run_baseline_tests_nothing_and_says_why(ablation: Path) -> None:
+    _, out = results_table([ablation], baseline=["model.dropout=0.5"])
+    verdicts = [row["verdict"] for row in completed_rows(out) if row["verdict"] != "baseline"]
+    assert verdicts == ["no test: the baseline has 1 run (add seeds)"] * 3
+    assert all(row["p_holm"] == "" and row["delta_test_acc"] != "" for row in completed_rows(out))

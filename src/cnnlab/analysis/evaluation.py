@@ -18,7 +18,14 @@ from cnnlab.analysis.inference import pick_device, predict_logits
 from cnnlab.analysis.layers import first_conv, gradcam_layer, stages
 from cnnlab.analysis.reports import write_classification_reports
 from cnnlab.errors import ConfigError
-from cnnlab.runs.record import RUN_RECORD, hparams, read_run_record, write_json_atomic
+from cnnlab.runs.record import (
+    RUN_RECORD,
+    hparam_metrics,
+    hparams,
+    read_run_record,
+    saved_choices,
+    write_json_atomic,
+)
 
 log = logging.getLogger(__name__)
 
@@ -284,9 +291,11 @@ def _log_to_tensorboard(
         and model.run_dir is not None
         and ((model.run_dir / best).resolve() == model.checkpoint_path.resolve())
     )
-    for key in ("acc", "f1_macro", "loss"):  # training's test figures, when they are of this checkpoint
-        if tested_here and record.get(f"test_{key}") is not None:
-            final[f"hparams/test/{key}"] = float(record[f"test_{key}"])
+    # this entry replaces training's: the same columns (training's test figures only when they are of
+    # this checkpoint), beside the evaluation's own
+    tested = record if tested_here else {"best_val_acc": record.get("best_val_acc")}
+    final.update(hparam_metrics(tested))
     images = {f"eval/{name}": path for name, path in pictures.items()}
-    log_evaluation(log_dir, images, hparams(model.config), final, step=model.global_step)
+    run_hparams = hparams(model.config, saved_choices(model.run_dir), record.get("overrides") or ())
+    log_evaluation(log_dir, images, run_hparams, final, step=model.global_step)
     log.info("TensorBoard: %d images and the hparams with final metrics in %s", len(images), log_dir)

@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader, Dataset
 from cnnlab.data import readers
 from cnnlab.data.batch_augment import BatchAugment
 from cnnlab.data.device_loader import DeviceBatches, batch_transforms
+from cnnlab.data.folds import check_fold, fold_split
 from cnnlab.data.readers import ImageSplit
 from cnnlab.data.transforms import Normalize, augmentation
 from cnnlab.errors import ConfigError, DataError
@@ -57,6 +58,8 @@ class ImageDataModule(L.LightningDataModule):
 
     The validation set is ``val_size`` images held out of the training files with a fixed seed
     (``split_seed``), seen through the eval transforms; the test files are used only by ``test``.
+    With ``folds=K`` the validation set is instead fold ``fold`` of a stratified K-fold partition of the
+    training files (seeded by ``split_seed``; ``val_size`` then ignored and set to the fold's size).
     """
 
     def __init__(
@@ -72,6 +75,8 @@ class ImageDataModule(L.LightningDataModule):
         download: bool = False,
         val_size: int = 5000,
         split_seed: int = 0,
+        folds: int | None = None,
+        fold: int = 0,
         batch_size: int = 128,
         num_workers: int | str = "auto",
         pin_memory: bool = True,
@@ -83,6 +88,7 @@ class ImageDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         self.source = readers.source(name)
+        check_fold(folds, fold)
         if batch_size < 1:
             raise ConfigError(f"data.batch_size={batch_size} is invalid; use a positive batch size")
         if len(classes) != num_classes:
@@ -95,6 +101,8 @@ class ImageDataModule(L.LightningDataModule):
         self.download = download
         self.val_size = val_size
         self.split_seed = split_seed
+        self.folds = folds
+        self.fold = fold if folds is not None else None
         self.batch_size = batch_size
         self.num_workers = resolve_num_workers(num_workers)
         self.pin_memory = pin_memory
@@ -138,6 +146,27 @@ class ImageDataModule(L.LightningDataModule):
             self.test_set = IndexedImages(self._read(train=False))
 
     def _setup_train_val(self, split: ImageSplit) -> None:
+        if self.folds is not None:
+            train_indices, val_indices = fold_split(
+                split.labels.numpy(), self.folds, self.fold, self.split_seed
+            )
+            self.train_indices, self.val_indices = (
+                torch.from_numpy(train_indices),
+                torch.from_numpy(val_indices),
+            )
+            self.val_size = len(val_indices)  # N/K: what the run record reports as val_images
+            self.train_set = IndexedImages(split, self.train_indices, self.train_transform)
+            self.val_set = IndexedImages(split, self.val_indices)
+            log.info(
+                "%s: fold %d of %d: %d training / %d validation images (stratified, split seed %d)",
+                self.source.title,
+                self.fold,
+                self.folds,
+                len(train_indices),
+                len(val_indices),
+                self.split_seed,
+            )
+            return
         if not 0 <= self.val_size < len(split):
             raise ConfigError(
                 f"data.val_size={self.val_size} is invalid for {len(split)} training images; "
@@ -166,7 +195,7 @@ class ImageDataModule(L.LightningDataModule):
 
     @property
     def has_validation(self) -> bool:
-        return self.val_size > 0
+        return self.folds is not None or self.val_size > 0
 
     def _loader(self, dataset: IndexedImages | None, train: bool) -> DataLoader | DeviceBatches:
         if dataset is None:

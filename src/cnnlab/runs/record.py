@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 import cnnlab
 
@@ -18,6 +19,18 @@ if TYPE_CHECKING:
     import torch
 
 RUN_RECORD = "metrics.json"
+# TensorBoard's HParams tab: the config groups that tell runs apart, and the settings every comparison
+# reads (column -> config key), before the run's own overrides
+HPARAM_GROUPS = ("model", "data", "optimizer", "scheduler", "recipe", "augment", "experiment")
+HPARAM_SETTINGS = {"lr": "optimizer.lr", "batch_size": "data.batch_size", "epochs": "trainer.max_epochs"}
+# overrides that say where a run read or wrote, not what it computed: not HParams columns
+LOCATION_OVERRIDES = ("hydra.", "paths.", "data.root", "data.num_workers")
+# the HParams tab's metric columns (record field -> tag)
+HPARAM_METRICS = {
+    "best_val_acc": "hparams/best_val_acc",
+    "test_acc": "hparams/test_acc",
+    "test_f1_macro": "hparams/test_f1_macro",
+}
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -56,6 +69,8 @@ def common_record(cfg: DictConfig, datamodule: Any, started_at: datetime) -> dic
         "model": hydra_choice("model", str(cfg.model.get("_target_", "?")).rsplit(".", 1)[-1].lower()),
         "dataset": datamodule.name,
         "seed": cfg.seed,
+        "folds": getattr(datamodule, "folds", None),  # k-fold cross-validation: this run validates on
+        "fold": getattr(datamodule, "fold", None),  # fold `fold` of `folds` (both null without CV)
         "overrides": task_overrides(),
         "run_dir": str(cfg.paths.output_dir),
         "started_at": started_at.isoformat(timespec="seconds"),
@@ -89,12 +104,56 @@ def flatten_config(config: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix.rstrip("."): config}
 
 
-def hparams(config: dict[str, Any]) -> dict[str, Any]:
-    """The flat config as TensorBoard's HParams wants it: scalars, with lists and None as strings."""
-    return {
-        key: value if isinstance(value, (int, float, str, bool)) else str(value)
-        for key, value in flatten_config(config).items()
+def current_choices() -> dict[str, str | None]:
+    """The config-group choices of the running Hydra job (e.g. {"model": "smallcnn", "recipe": None})."""
+    return dict(HydraConfig.get().runtime.choices) if HydraConfig.initialized() else {}
+
+
+def saved_choices(run_dir: Path | None) -> dict[str, str | None]:
+    """The config-group choices a finished run saved in ``.hydra/hydra.yaml``; {} when there is none."""
+    path = Path(run_dir) / ".hydra" / "hydra.yaml" if run_dir else None
+    if path is None or not path.is_file():
+        return {}
+    choices = OmegaConf.select(OmegaConf.load(path), "hydra.runtime.choices", default=None)
+    return dict(OmegaConf.to_container(choices)) if choices is not None else {}
+
+
+def _hparam_value(value: Any) -> bool | int | float | str:
+    """HParams takes bool / int / float / str only; None and lists become strings."""
+    if value is None:
+        return "none"
+    return value if isinstance(value, (bool, int, float, str)) else str(value)
+
+
+def hparams(
+    config: dict[str, Any], choices: Mapping[str, str | None] | None = None, overrides: Sequence[str] = ()
+) -> dict[str, bool | int | float | str]:
+    """What tells runs apart, for TensorBoard's HParams tab (the full config is in .hydra/config.yaml).
+
+    The group choices, the learning rate, batch size, epochs and seed, then every task override
+    (command line and sweep) with its resolved value; where a run read or wrote is left out.
+    """
+    flat = flatten_config(config)
+    choices = choices or {}
+    fallback = {
+        "model": str(flat.get("model._target_", "?")).rsplit(".", 1)[-1].lower(),
+        "data": flat.get("data.name"),
     }
+    values: dict[str, Any] = {group: choices.get(group, fallback.get(group)) for group in HPARAM_GROUPS}
+    values.update({name: flat.get(key) for name, key in HPARAM_SETTINGS.items()})
+    values["seed"] = flat.get("seed")
+    shown = {*values, *HPARAM_SETTINGS.values()}
+    for override in overrides:
+        key, _, raw = override.lstrip("+~").partition("=")
+        if key in shown or key.startswith(LOCATION_OVERRIDES):
+            continue
+        values[key] = choices[key] if key in choices else flat.get(key, raw)
+    return {key: _hparam_value(value) for key, value in values.items()}
+
+
+def hparam_metrics(record: Mapping[str, Any]) -> dict[str, float]:
+    """The HParams tab's metric columns: best validation accuracy, test accuracy and macro-F1."""
+    return {tag: float(record[key]) for key, tag in HPARAM_METRICS.items() if record.get(key) is not None}
 
 
 def device_name(device: torch.device) -> str:

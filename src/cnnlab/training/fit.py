@@ -23,7 +23,14 @@ from cnnlab.data import ImageDataModule
 from cnnlab.errors import ConfigError
 from cnnlab.models.build import check_input_shape, count_parameters
 from cnnlab.runs import resume
-from cnnlab.runs.record import device_name, hparams, hydra_choice
+from cnnlab.runs.record import (
+    current_choices,
+    device_name,
+    hparam_metrics,
+    hparams,
+    hydra_choice,
+    task_overrides,
+)
 from cnnlab.training.lr_finder import find_learning_rate
 from cnnlab.training.module import ClassifierModule
 
@@ -163,15 +170,7 @@ def fit_network(
             key: float(value) for key, value in trainer.callback_metrics.items() if key.startswith("test/")
         }
 
-    flat_hparams = hparams(resolved)
-    for logger in trainer.loggers:
-        if isinstance(logger, TensorBoardLogger):  # the HParams tab pairs the config with the final metrics
-            logger.log_hyperparams(
-                flat_hparams, {f"hparams/{key}": value for key, value in test_metrics.items()}
-            )
-        else:
-            logger.log_hyperparams(flat_hparams)
-    return {
+    results = {
         "params": count_parameters(net),
         "trainable_params": sum(p.numel() for p in net.parameters() if p.requires_grad),
         "epochs": trainer.current_epoch,
@@ -199,3 +198,12 @@ def fit_network(
         "precision": str(trainer.precision),
         "best_checkpoint": os.path.relpath(best_path, output_dir) if best_path else None,
     }
+    run_hparams = hparams(resolved, current_choices(), task_overrides())
+    if lr_found:  # trained with the LR finder's suggestion, not the config's
+        run_hparams["lr"] = lr_found
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):  # the HParams tab pairs what sets runs apart with results
+            logger.log_hyperparams(run_hparams, hparam_metrics(results))
+        else:
+            logger.log_hyperparams(run_hparams)
+    return results

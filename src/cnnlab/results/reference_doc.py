@@ -10,7 +10,8 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from cnnlab.results import Run, find_runs, results_table
+from cnnlab.results.rows import Run, find_runs
+from cnnlab.results.table import results_table
 
 # where a run went and how it was continued do not change what it computed
 NOT_IN_COMMAND = ("hydra.", "resume=", "ckpt_path=")

@@ -1,13 +1,10 @@
-"""The results table: every run record under some run / multirun directories, seeds of one configuration
-averaged (mean ± sample std), failed and unfinished runs listed rather than dropped."""
+"""The rows of the results table: every run record under some directories, the runs of one configuration
+(seeds, cross-validation folds) grouped and averaged, failed and unfinished runs kept apart."""
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
-import os
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -17,14 +14,14 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from cnnlab.errors import ConfigError
+from cnnlab.results.statistics import mean_ci
 from cnnlab.runs.record import RUN_RECORD
 
 # Overrides that say where or how fast a run ran, not what it computed: runs differing only in these
-# (and in seed) are seeds of one configuration.
-IGNORED_OVERRIDES = (
+# (and in seed or cross-validation fold) are repeats of one configuration.
+IGNORED_KEYS = (
     "seed",
-    "hydra.",
-    "paths.",
+    "data.fold",
     "data.root",
     "data.num_workers",
     "data_dir",
@@ -32,11 +29,13 @@ IGNORED_OVERRIDES = (
     "resume",
     "ckpt_path",
 )
+IGNORED_PREFIXES = ("hydra.", "paths.")
 # The metrics averaged over seeds, with their column titles.
 METRICS = {"test_acc": "test top-1", "test_f1_macro": "macro-F1", "best_val_acc": "val acc"}
 # shown only when some run of the table has them: TTA accuracy, epochs to the validation target
 OPTIONAL_METRICS = {"test_tta_acc": "TTA top-1", "epochs_to_val_acc": "epochs to val target"}
 GROUP_FIELDS = ("model", "dataset", "features", "config")
+MEMBERS = "_runs"  # the row's Run objects, kept out of the written tables
 DEFAULT_SORT = ("dataset", "model", "config")
 
 
@@ -52,10 +51,14 @@ class Run:
     @property
     def config(self) -> str:
         """The run's overrides that define what it computed, in a canonical order."""
-        overrides = self.record.get("overrides") or []
-        kept = [o for o in overrides if not o.lstrip("+~").startswith(IGNORED_OVERRIDES)]
-        kept = [o for o in kept if o.split("=", 1)[0] not in ("model", "data")]
-        return " ".join(sorted(kept))
+        return " ".join(
+            sorted(o for o in self.defining_overrides if o.split("=", 1)[0] not in ("model", "data"))
+        )
+
+    @property
+    def defining_overrides(self) -> list[str]:
+        """The overrides that define what the run computed (not where it ran, nor its seed or fold)."""
+        return [o for o in self.record.get("overrides") or [] if not is_ignored_override(o)]
 
     def field(self, name: str) -> Any:
         if name == "config":
@@ -63,6 +66,12 @@ class Run:
         if name == "features":  # networks take the raw pixels and learn their features
             return self.record.get("features") or "pixels"
         return self.record.get(name)
+
+
+def is_ignored_override(override: str) -> bool:
+    """An override that changes where a run ran, or which seed / fold it is, not what it computed."""
+    key = override.lstrip("+~").split("=", 1)[0]
+    return key in IGNORED_KEYS or key.startswith(IGNORED_PREFIXES)
 
 
 def _overrides_of(run_dir: Path) -> list[str]:
@@ -129,11 +138,16 @@ def summarize(runs: Sequence[Run], by: Sequence[str] = GROUP_FIELDS) -> list[dic
         row: dict[str, Any] = {name: _distinct(run.field(name) for run in members) for name in GROUP_FIELDS}
         row["runs"] = len(members)
         row["seeds"] = _distinct(run.record.get("seed") for run in members)
+        row["folds"] = _distinct(
+            f"{run.record['fold']}/{run.record['folds']}" for run in members if run.record.get("folds")
+        )
         for metric in (*METRICS, *OPTIONAL_METRICS):
             values = _numbers(run.record.get(metric) for run in members)
             row[f"{metric}_mean"] = statistics.fmean(values) if values else None
             row[f"{metric}_std"] = statistics.stdev(values) if len(values) > 1 else None
             row[f"{metric}_runs"] = len(values)
+            if metric in METRICS:  # the t-interval of the mean over the row's runs
+                row[f"{metric}_ci95_low"], row[f"{metric}_ci95_high"] = mean_ci(values) or (None, None)
         params = _numbers(run.record.get("params") for run in members)
         row["params"] = (
             int(params[0]) if params and min(params) == max(params) else _distinct(map(int, params))
@@ -143,8 +157,22 @@ def summarize(runs: Sequence[Run], by: Sequence[str] = GROUP_FIELDS) -> list[dic
         row["device"] = _distinct(run.record.get("device") for run in members)
         row["epochs"] = _distinct(run.record.get("epochs") for run in members)
         row["run_dirs"] = " ".join(sorted(str(run.path) for run in members))
+        row[MEMBERS] = members  # for the comparisons and curves; not a column
         rows.append(row)
     return rows
+
+
+def short_labels(rows: Sequence[dict[str, Any]]) -> tuple[list[str], str]:
+    """Each row's label without what all rows share (model, dataset, overrides), and that shared part."""
+    tokens = [
+        [str(row[k]) for k in ("model", "dataset") if row.get(k)] + row.get("config", "").split()
+        for row in rows
+    ]
+    shared = [token for token in tokens[0] if all(token in other for other in tokens[1:])] if tokens else []
+    labels = [
+        " ".join(t for t in row_tokens if t not in shared) or " ".join(row_tokens) for row_tokens in tokens
+    ]
+    return labels, " ".join(shared)
 
 
 def sort_rows(rows: list[dict[str, Any]], keys: Sequence[str]) -> list[dict[str, Any]]:
@@ -153,7 +181,8 @@ def sort_rows(rows: list[dict[str, Any]], keys: Sequence[str]) -> list[dict[str,
         name = key.lstrip("-")
         column = f"{name}_mean" if f"{name}_mean" in (rows[0] if rows else {}) else name
         if rows and column not in rows[0]:
-            raise ConfigError(f"--sort {name}: no such column; use one of {', '.join(rows[0])}")
+            columns = ", ".join(c for c in rows[0] if not c.startswith("_"))
+            raise ConfigError(f"--sort {name}: no such column; use one of {columns}")
 
         def order(row: dict[str, Any], column: str = column) -> tuple:
             value = row.get(column)
@@ -163,99 +192,3 @@ def sort_rows(rows: list[dict[str, Any]], keys: Sequence[str]) -> list[dict[str,
 
         rows.sort(key=order, reverse=key.startswith("-"))
     return rows
-
-
-def _mean_std(row: dict[str, Any], metric: str) -> str:
-    mean, std = row[f"{metric}_mean"], row[f"{metric}_std"]
-    if mean is None:
-        return "n/a"
-    digits = 1 if metric == "epochs_to_val_acc" else 4
-    text = f"{mean:.{digits}f} ± {std:.{digits}f}" if std is not None else f"{mean:.{digits}f}"
-    if metric in OPTIONAL_METRICS and row[f"{metric}_runs"] < row["runs"]:
-        text += f" ({row[f'{metric}_runs']}/{row['runs']} runs)"  # e.g. the others never reached the target
-    return text
-
-
-def markdown(rows: Sequence[dict[str, Any]], problems: Sequence[Run], by: Sequence[str]) -> str:
-    """The table as Markdown, then the failed and unfinished runs."""
-    columns = [c for c in GROUP_FIELDS if c in by or c != "config"]
-    metrics = dict(METRICS)
-    metrics.update({k: v for k, v in OPTIONAL_METRICS.items() if any(row[f"{k}_runs"] for row in rows)})
-    header = [*columns, *metrics.values(), "params", "train time (s)", "device", "epochs", "runs"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row in rows:
-        params = f"{row['params']:,}" if isinstance(row["params"], int) else row["params"]
-        time_s = "n/a" if row["train_time_s_mean"] is None else f"{row['train_time_s_mean']:.1f}"
-        cells = [
-            *(f"`{row[c]}`" if c == "config" and row[c] else row[c] for c in columns),
-            *(_mean_std(row, metric) for metric in metrics),
-            params,
-            time_s,
-            row["device"],
-            row["epochs"] or "–",
-            str(row["runs"]),
-        ]
-        lines.append("| " + " | ".join(str(cell) for cell in cells) + " |")
-    runs = sum(row["runs"] for row in rows)
-    text = (
-        "\n".join(lines)
-        + f"\n\n{runs} finished runs in {len(rows)} rows (mean ± sample std over the runs of a row).\n"
-    )
-    if problems:
-        text += "\n**Failed or incomplete runs** (not in the table):\n\n"
-        text += "| run | status | overrides | error |\n|---|---|---|---|\n"
-        for run in problems:
-            overrides = " ".join(run.record.get("overrides") or [])
-            error = (run.error or "").replace("|", "\\|").replace("\n", " ")
-            text += f"| {run.path} | {run.status} | `{overrides}` | {error} |\n"
-    return text
-
-
-def to_csv(rows: Sequence[dict[str, Any]], problems: Sequence[Run]) -> str:
-    """Finished groups, then failed / incomplete runs, one table with a status column."""
-    fields = ["status", *(rows[0].keys() if rows else GROUP_FIELDS), "error"]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({"status": "completed", **row})
-    for run in problems:
-        writer.writerow(
-            {
-                "status": run.status,
-                "model": run.record.get("model", ""),
-                "dataset": run.record.get("dataset", ""),
-                "config": " ".join(run.record.get("overrides") or []),
-                "run_dirs": str(run.path),
-                "error": run.error or "",
-            }
-        )
-    return buffer.getvalue()
-
-
-def _natural(path: Path) -> list[Any]:
-    """Sort key that puts job 2 before job 10."""
-    return [int(part) if part.isdigit() else part for part in path.parts]
-
-
-def results_table(
-    roots: Sequence[Path | str],
-    by: Sequence[str] | None = None,
-    sort: Sequence[str] | None = None,
-    out_dir: Path | str | None = None,
-) -> tuple[str, Path]:
-    """Collect, group, sort and write results.csv / results.md; returns the Markdown and the folder."""
-    unknown = [name for name in by or () if name not in GROUP_FIELDS]
-    if unknown:
-        raise ConfigError(f"--by {','.join(unknown)}: unknown; group by some of {', '.join(GROUP_FIELDS)}")
-    runs = find_runs(roots)
-    # rows follow the grouping asked for; by default, datasets then models
-    rows = sort_rows(summarize(runs, by or GROUP_FIELDS), list(sort or by or DEFAULT_SORT))
-    by = list(by or GROUP_FIELDS)
-    problems = sorted((run for run in runs if run.status != "completed"), key=lambda run: _natural(run.path))
-    out = Path(out_dir) if out_dir else Path(os.path.commonpath([Path(r).resolve() for r in roots]))
-    out.mkdir(parents=True, exist_ok=True)
-    text = markdown(rows, problems, by)
-    (out / "results.md").write_text(text)
-    (out / "results.csv").write_text(to_csv(rows, problems))
-    return text, out
