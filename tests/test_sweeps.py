@@ -103,6 +103,18 @@ def test_optuna_search_runs_trials_and_reports_the_best(tmp_path: Path, tiny_dat
     assert f"best_value: {max(t['best_val_acc'] for t in trials)}" in best
 
 
+def test_job_names_fit_a_file_system_and_stay_one_folder_deep() -> None:
+    from cnnlab.runs.sweeps import job_dir_name
+
+    assert job_dir_name(3, "model=smallcnn,seed=1") == "3_model=smallcnn,seed=1"
+    assert job_dir_name(0, "") == "0"
+    assert job_dir_name(1, "data.root=/a/b,seed=2") == "1_data.root=_a_b,seed=2"
+    long = ",".join(f"+callbacks.option_{i}=value_{i}" for i in range(20))
+    name = job_dir_name(12, long)
+    assert len(name) <= 120 and name.startswith("12_+callbacks.option_0=value_0,") and name.endswith(",...")
+    assert name.removesuffix(",...") in f"12_{long}"  # cut between two whole overrides
+
+
 def compose_hydra(*overrides: str):
     with initialize_config_dir(str(CONF), version_base="1.3"):
         return compose("train", list(overrides), return_hydra_config=True)
