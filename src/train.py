@@ -8,6 +8,10 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from cnnlab.runs.sweeps import register_resolvers
+
+register_resolvers()  # before Hydra resolves hydra.sweep.subdir
+
 # conf/ beside src/ (editable install); absolute so Hydra finds it however this module is imported
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 

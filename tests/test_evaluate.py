@@ -14,10 +14,11 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
+from cnnlab.analysis import evaluation
 from cnnlab.analysis.checkpoints import load_trained_model
 from cnnlab.analysis.inference import predict_logits
 from cnnlab.data import readers
-from cnnlab.runs.record import read_run_record
+from cnnlab.runs.record import read_run_record, summary_line
 from tests.conftest import TINY, run_cli, run_entry
 
 TABLES = [
@@ -46,9 +47,19 @@ TB_IMAGES = [
 ]
 
 
+# what the training run's own evaluation did, seen from inside (filled by the `run` fixture)
+TRAINING = {"predict_logits_calls": 0, "event_files": []}
+
+
 def train(tiny_data: Path, run_dir: Path, *overrides: str) -> dict:
     with pytest.MonkeyPatch.context() as patch:
         args = [f"hydra.run.dir={run_dir}", f"data.root={tiny_data}", *TINY, "data=mnist", *overrides]
+
+        def counted(*args, **kwargs):
+            TRAINING["predict_logits_calls"] += 1
+            return predict_logits(*args, **kwargs)
+
+        patch.setattr(evaluation, "predict_logits", counted)
         run_entry("train", args, patch)
     return read_run_record(run_dir)
 
@@ -57,8 +68,33 @@ def train(tiny_data: Path, run_dir: Path, *overrides: str) -> dict:
 def run(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A SmallCNN run of 2 epochs with TensorBoard and CSV logs, analysed by training itself."""
     run_dir = tmp_path_factory.mktemp("evaluate") / "run"
-    train(tiny_data, run_dir, "model=smallcnn", "trainer.max_epochs=2", "logger=default", "evaluate=true")
+    overrides = ["model=smallcnn", "trainer.max_epochs=2", "logger=default", "evaluate=true"]
+    train(tiny_data, run_dir, *overrides, "trainer.log_every_n_steps=2")
+    TRAINING["event_files"] = sorted(p.name for p in (run_dir / "tensorboard").glob("events.out.tfevents.*"))
     return run_dir
+
+
+def test_training_evaluates_from_its_test_loop_and_logs_everything_once(run: Path) -> None:
+    # the evaluation took the test loop's logits: no second pass over the test set
+    assert TRAINING["predict_logits_calls"] == 0
+    # training, test, hparams and the evaluation's images went through one writer: one event file
+    assert len(TRAINING["event_files"]) == 1
+    record = read_run_record(run)
+    log = (run / "train.log").read_text()
+    eval_line = evaluation.summary_line(json.loads((run / "eval" / "eval_metrics.json").read_text()))
+    run_line = summary_line(record)
+    assert eval_line in log and run_line in log and log.rstrip().endswith(run_line)  # the run's last line
+    # no Lightning tips, no metric objects in the model summary (its network rows stay)
+    assert "Tip" not in log and "MulticlassAccuracy" not in log and "net.stages" in log
+    first = next(line for line in log.splitlines() if "cnnlab.training.fit" in line)
+    for choice in ("smallcnn on mnist", "sgd lr 0.1", "cosine schedule", "2 epochs", "on cpu"):
+        assert choice in first
+    # the training loss and the learning rate every trainer.log_every_n_steps (2) of the 10 steps
+    events = EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0})
+    events.Reload()
+    assert [e.step for e in events.Scalars("train/loss_step")] == [1, 3, 5, 7, 9]
+    assert len(events.Scalars("lr-SGD")) == 5
+    assert len(events.Scalars("train/loss")) == 2  # the epoch figures as before
 
 
 def read_matrix(path: Path) -> tuple[list[str], np.ndarray]:
@@ -160,6 +196,11 @@ def test_evaluate_entry_never_overwrites_a_previous_evaluation(run: Path, capsys
     again = json.loads((run / "eval-1" / "eval_metrics.json").read_text())
     assert again["accuracy"] == json.loads((run / "eval" / "eval_metrics.json").read_text())["accuracy"]
     assert "most confused" in capsys.readouterr().out
+    # the second evaluation's images under their own tags, the first's left as they were
+    events = EventAccumulator(str(run / "tensorboard"), size_guidance={"images": 0})
+    events.Reload()
+    assert len(events.Images("eval/confusion_matrix")) == 1
+    assert len(events.Images("eval-1/confusion_matrix")) == 1
 
 
 def test_evaluate_into_a_new_folder_logs_a_full_hparams_entry(run: Path, tmp_path: Path) -> None:

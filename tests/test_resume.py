@@ -57,6 +57,8 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(train_run, t
     run_dir = tmp_path / "killed"
     killed_run(run_dir, tiny_data)
     log_before = (run_dir / "train.log").read_text()
+    # killed in epoch 2: last.ckpt is the link to epoch 1's checkpoint, the one copy of those weights
+    assert (run_dir / "checkpoints" / "last.ckpt").resolve().name == "epoch_001.ckpt"
 
     resumed = train_run(*FAST, "ckpt_path=last", run_dir=run_dir)
     assert {k: resumed[k] for k in COMPARED} == {k: reference[k] for k in COMPARED}
@@ -65,6 +67,7 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(train_run, t
     assert metric_rows(run_dir) == metric_rows(Path(reference["run_dir"]))
     log = (run_dir / "train.log").read_text()  # appended: the killed attempt's lines, then the resumed one's
     assert log.startswith(log_before) and "resuming from" in log[len(log_before) :]
+    assert "(epoch 1, step 5)" in log[len(log_before) :]  # epochs counted from 1, as in epoch_001.ckpt
 
 
 def test_step_checkpoints_resume_mid_epoch_to_the_same_epoch_count(train_run, tiny_data, tmp_path) -> None:
@@ -72,6 +75,10 @@ def test_step_checkpoints_resume_mid_epoch_to_the_same_epoch_count(train_run, ti
     killed_run(run_dir, tiny_data, "callbacks.step_checkpoint.every_n_train_steps=2")
     saved = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert saved["global_step"] == 6  # epoch 1 was killed at its batch 2: the step-6 checkpoint, mid-epoch
+    # last.ckpt had linked to epoch_001.ckpt; the step checkpoint replaced the link, not the best epoch
+    assert not (run_dir / "checkpoints" / "last.ckpt").is_symlink()
+    best = torch.load(run_dir / "checkpoints" / "epoch_001.ckpt", map_location="cpu", weights_only=False)
+    assert best["global_step"] == 5
     resumed = train_run(
         *FAST, "callbacks.step_checkpoint.every_n_train_steps=2", "resume=true", run_dir=run_dir
     )

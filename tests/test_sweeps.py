@@ -23,6 +23,12 @@ def record(job_dir: Path) -> dict:
     return json.loads((job_dir / "metrics.json").read_text())
 
 
+def job(sweep_dir: Path, number: int) -> Path:
+    """A job's folder, named by its number and its overrides (e.g. ``0_data.val_size=1000,...``)."""
+    (found,) = [d for d in sweep_dir.iterdir() if d.is_dir() and d.name.split("_", 1)[0] == str(number)]
+    return found
+
+
 def test_failed_job_is_recorded_and_the_sweep_goes_on(
     tmp_path: Path, tiny_data: Path, monkeypatch, capsys
 ) -> None:
@@ -30,14 +36,17 @@ def test_failed_job_is_recorded_and_the_sweep_goes_on(
     # job 1 holds out more validation images than the 200 training images: a user error at run time
     result = sweep(sweep_dir, tiny_data, "data.val_size=1000,40")
     assert result.returncode == 1, result.stderr[-3000:]  # the sweep ran to the end, then reports
-    failed, completed = record(sweep_dir / "0"), record(sweep_dir / "1")
+    failed, completed = record(job(sweep_dir, 0)), record(job(sweep_dir, 1))
+    # named by what they vary (and the other overrides), not by the job number alone
+    assert "data.val_size=1000" in job(sweep_dir, 0).name and "data.val_size=40" in job(sweep_dir, 1).name
+    assert "model=mlp" in job(sweep_dir, 0).name and "data.root" not in job(sweep_dir, 0).name
     assert completed["status"] == "completed" and completed["val_images"] == 40
     assert failed["status"] == "failed" and failed["model"] == "mlp" and failed["dataset"] == "mnist"
     assert (
         failed["error"].startswith("data.val_size=1000 is invalid")
         and "data.val_size=1000" in failed["overrides"]
     )
-    assert f"failed: {sweep_dir / '0'}: data.val_size=1000" in result.stderr
+    assert f"failed: {job(sweep_dir, 0)}: data.val_size=1000" in result.stderr
 
     run_entry("results", [str(sweep_dir)], monkeypatch)
     listed = capsys.readouterr().out
@@ -54,11 +63,12 @@ def test_killed_sweep_rerun_with_resume_skips_finished_jobs(
     kill += ["+callbacks.kill.batch=2", "+callbacks.kill.seed=${seed}", "+callbacks.kill.only_seed=1"]
     killed = sweep(sweep_dir, tiny_data, *grid, *kill, env={"CNNLAB_TEST_KILL": "1"})
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
-    finished = (sweep_dir / "0" / "metrics.json").read_text()
+    finished = (job(sweep_dir, 0) / "metrics.json").read_text()
     assert (
-        not (sweep_dir / "1" / "metrics.json").exists()
-        and (sweep_dir / "1" / "checkpoints" / "last.ckpt").exists()
+        not (job(sweep_dir, 1) / "metrics.json").exists()
+        and (job(sweep_dir, 1) / "checkpoints" / "last.ckpt").exists()
     )
+    names = sorted(d.name for d in sweep_dir.iterdir() if d.is_dir())
 
     multirun = ["--multirun", f"hydra.sweep.dir={sweep_dir}", f"data.root={tiny_data}", *TINY, *FAST, *grid]
     with pytest.raises(SystemExit) as refused:  # in this process: refused before any job starts
@@ -68,10 +78,14 @@ def test_killed_sweep_rerun_with_resume_skips_finished_jobs(
     # the same command with resume=true, its jobs run by the joblib launcher in parallel processes
     resumed = sweep(sweep_dir, tiny_data, *grid, *kill, "resume=true", "hydra/launcher=parallel")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert (sweep_dir / "0" / "metrics.json").read_text() == finished  # skipped, untouched
-    job = record(sweep_dir / "1")
+    # resume=true is not part of the job names: the rerun found the same folders, and made no new ones
+    assert sorted(d.name for d in sweep_dir.iterdir() if d.is_dir()) == names
+    assert (job(sweep_dir, 0) / "metrics.json").read_text() == finished  # skipped, untouched
+    resumed_job = record(job(sweep_dir, 1))
     assert (
-        job["status"] == "completed" and job["epochs"] == 2 and job["resumed_from"] == "checkpoints/last.ckpt"
+        resumed_job["status"] == "completed"
+        and resumed_job["epochs"] == 2
+        and resumed_job["resumed_from"] == "checkpoints/last.ckpt"
     )
 
 
@@ -82,10 +96,23 @@ def test_optuna_search_runs_trials_and_reports_the_best(tmp_path: Path, tiny_dat
     command += [f"hydra.sweep.dir={sweep_dir}", f"data.root={tiny_data}", *TINY, *FAST]
     result = run_cli(command, cwd=REPO)
     assert result.returncode == 0, result.stderr[-3000:]
-    trials = [record(sweep_dir / str(n)) for n in (0, 1)]
+    trials = [record(job(sweep_dir, n)) for n in (0, 1)]
+    assert "alembic" not in result.stdout + result.stderr  # the Optuna storage's migration chatter
     assert all(t["status"] == "completed" for t in trials) and trials[0]["lr"] != trials[1]["lr"]
     best = (sweep_dir / "optimization_results.yaml").read_text()
     assert f"best_value: {max(t['best_val_acc'] for t in trials)}" in best
+
+
+def test_job_names_fit_a_file_system_and_stay_one_folder_deep() -> None:
+    from cnnlab.runs.sweeps import job_dir_name
+
+    assert job_dir_name(3, "model=smallcnn,seed=1") == "3_model=smallcnn,seed=1"
+    assert job_dir_name(0, "") == "0"
+    assert job_dir_name(1, "data.root=/a/b,seed=2") == "1_data.root=_a_b,seed=2"
+    long = ",".join(f"+callbacks.option_{i}=value_{i}" for i in range(20))
+    name = job_dir_name(12, long)
+    assert len(name) <= 120 and name.startswith("12_+callbacks.option_0=value_0,") and name.endswith(",...")
+    assert name.removesuffix(",...") in f"12_{long}"  # cut between two whole overrides
 
 
 def compose_hydra(*overrides: str):

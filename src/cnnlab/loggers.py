@@ -1,4 +1,5 @@
-"""Lightning's CSV logger, continuing ``metrics.csv`` on resume instead of deleting it."""
+"""Lightning's loggers, adapted: the CSV logger continues ``metrics.csv`` on resume instead of deleting
+it; the TensorBoard logger keeps one event file per process."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.pytorch.loggers import CSVLogger as LightningCSVLogger
+from lightning.pytorch.loggers import TensorBoardLogger as LightningTensorBoardLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
 
@@ -52,3 +54,22 @@ class _ContinuedWriter(ExperimentWriter):
             writer.writerows(kept)
         os.replace(file.name, self.metrics_file_path)
         self.metrics_keys = header  # later rows are appended under the same columns
+
+
+class TensorBoardLogger(LightningTensorBoardLogger):
+    """Lightning's TensorBoard logger whose event file stays open after ``fit`` and ``test``.
+
+    Lightning closes the writer at the end of each stage; the next write (the test metrics, the
+    hparams, the evaluation's images) then opens another event file in the same folder. This one only
+    flushes there; the run closes the writer when it is done (``close``).
+    """
+
+    def finalize(self, status: str) -> None:
+        if self._experiment is not None:
+            self.experiment.flush()
+        if status == "success":
+            self.save()  # hparams.yaml, as Lightning's does
+
+    def close(self) -> None:
+        if self._experiment is not None:
+            self.experiment.close()

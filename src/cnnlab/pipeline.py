@@ -3,6 +3,7 @@ write the run record, then analyse the chosen checkpoint."""
 
 from __future__ import annotations
 
+import logging
 import os
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,7 +20,9 @@ from cnnlab.runs import resume
 from cnnlab.runs.determinism import configure_determinism
 from cnnlab.runs.distributed import is_global_zero
 from cnnlab.runs.record import RUN_RECORD, common_record, summary_line, write_json_atomic
-from cnnlab.training.fit import fit_network, quiet_library_noise
+from cnnlab.training.fit import TENSORBOARD, TEST_PREDICTIONS, fit_network, quiet_library_noise
+
+log = logging.getLogger(__name__)
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -28,12 +31,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     output_dir = Path(cfg.paths.output_dir)
     finished = resume.finished_record(cfg, output_dir)  # refuses to overwrite; resume=true skips
     if finished is not None:
-        print(f"already finished, skipped: {summary_line(finished)}")
+        log.info("already finished, skipped: %s", summary_line(finished))
         return finished
     resumed_from = resume.prepare_resume(cfg, output_dir)  # the checkpoint to continue from, validated
     configure_determinism(cfg)
     started_at = datetime.now(timezone.utc)
-    L.seed_everything(cfg.seed, workers=True)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)  # the seed is in the run's first line
     datamodule: ImageDataModule = instantiate(cfg.data)
     model = instantiate_model(cfg)
     if isinstance(model, nn.Module):
@@ -44,16 +47,28 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         from cnnlab.baselines.runner import fit_classical  # sklearn / skimage load only for classical models
 
         results = fit_classical(cfg, model, datamodule, output_dir)
-    record = {**common_record(cfg, datamodule, started_at), **results}
-    record["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    record["resumed_from"] = os.path.relpath(resumed_from, output_dir) if resumed_from else None
-    if not is_global_zero():  # DDP: rank 0 writes the record
-        return record
-    write_json_atomic(output_dir / RUN_RECORD, record)
-    print(summary_line(record))
-    if cfg.get("evaluate") and isinstance(model, nn.Module) and record.get("best_checkpoint"):
-        from cnnlab.analysis.evaluation import evaluate_checkpoint  # matplotlib, captum: only when needed
+    # for the evaluation: the test loop's logits, and the open TensorBoard logger (one event file)
+    test_predictions = results.pop(TEST_PREDICTIONS, None)
+    tensorboard = results.pop(TENSORBOARD, None)
+    try:
+        record = {**common_record(cfg, datamodule, started_at), **results}
+        record["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        record["resumed_from"] = os.path.relpath(resumed_from, output_dir) if resumed_from else None
+        if not is_global_zero():  # DDP: rank 0 writes the record
+            return record
+        write_json_atomic(output_dir / RUN_RECORD, record)
+        if cfg.get("evaluate") and isinstance(model, nn.Module) and record.get("best_checkpoint"):
+            from cnnlab.analysis.evaluation import evaluate_checkpoint  # matplotlib, captum: only when needed
 
-        best = output_dir / record["best_checkpoint"]
-        evaluate_checkpoint(best, output_dir / "eval", tensorboard=(output_dir / "tensorboard").is_dir())
+            evaluate_checkpoint(
+                output_dir / record["best_checkpoint"],
+                output_dir / "eval",
+                tensorboard=tensorboard.experiment if tensorboard else (output_dir / "tensorboard").is_dir(),
+                test_predictions=test_predictions,  # no second pass over the test set
+            )
+    finally:
+        close = getattr(tensorboard, "close", None)  # cnnlab.loggers.TensorBoardLogger keeps it open
+        if close is not None:
+            close()
+    log.info(summary_line(record))  # the run's last line
     return record

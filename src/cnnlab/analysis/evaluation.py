@@ -17,6 +17,7 @@ from cnnlab.analysis.gradcam import gradcam_maps, stage_activations
 from cnnlab.analysis.inference import pick_device, predict_logits
 from cnnlab.analysis.layers import first_conv, gradcam_layer, stages
 from cnnlab.analysis.reports import write_classification_reports
+from cnnlab.analysis.tensorboard import SummaryWriter, log_evaluation
 from cnnlab.errors import ConfigError
 from cnnlab.runs.record import (
     RUN_RECORD,
@@ -62,12 +63,16 @@ def evaluate_checkpoint(
     data_root: str | Path | None = None,
     batch_size: int = 256,
     device: str = "auto",
-    tensorboard: bool = True,
+    tensorboard: bool | SummaryWriter = True,
+    test_predictions: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> dict[str, Any]:
     """Test the checkpoint once and write reports, figures and eval_metrics.json; returns those metrics.
 
     TensorBoard images and hparams go to the run's tensorboard/ (or ``<output_dir>/tensorboard`` for a
-    checkpoint outside a run directory) when ``tensorboard`` is set.
+    checkpoint outside a run directory) when ``tensorboard`` is set, or through the given open writer
+    (training's: the run keeps one event file). ``test_predictions``: the
+    (logits, labels) of this checkpoint over the whole test set in order, as training's test loop
+    computed them; they replace a second pass over the test set.
     """
     model = load_trained_model(ckpt_path, dataset=dataset, data_root=data_root)
     datamodule = model.datamodule
@@ -79,7 +84,10 @@ def evaluate_checkpoint(
     images = test_set.split.images[test_set.indices]
     labels = test_set.split.labels[test_set.indices]
     torch_device = pick_device(device)
-    logits = predict_logits(model.net, images, datamodule.normalize, torch_device, batch_size)
+    if _matches(test_predictions, labels):
+        logits = test_predictions[0]
+    else:
+        logits = predict_logits(model.net, images, datamodule.normalize, torch_device, batch_size)
     probabilities = logits.softmax(dim=-1)
     confidences, predictions = probabilities.max(dim=-1)
 
@@ -117,12 +125,24 @@ def evaluate_checkpoint(
     }
     write_json_atomic(out / EVAL_METRICS, metrics)
     for name, reason in skipped.items():
-        print(f"{name} skipped: {reason}")
-    if tensorboard:
-        _log_to_tensorboard(model, record, pictures, metrics, (model.run_dir or out) / "tensorboard")
-    print(fit["line"])
-    print(summary_line(metrics))
+        log.info("%s skipped: %s", name, reason)
+    if tensorboard is not False:
+        target = (model.run_dir or out) / "tensorboard" if tensorboard is True else tensorboard
+        _log_to_tensorboard(model, record, pictures, metrics, target, out.name)
+    log.info(fit["line"])
+    log.info(summary_line(metrics))
     return metrics
+
+
+def _matches(test_predictions: tuple[torch.Tensor, torch.Tensor] | None, labels: torch.Tensor) -> bool:
+    """Whether the given (logits, labels) cover exactly this test set, in its order."""
+    if test_predictions is None:
+        return False
+    logits, given = test_predictions
+    if logits.shape[0] != len(labels) or not torch.equal(given.cpu(), labels):
+        log.info("the test loop's predictions do not cover the test set in order: predicting again")
+        return False
+    return True
 
 
 def summary_line(metrics: dict[str, Any]) -> str:
@@ -276,9 +296,9 @@ def _log_to_tensorboard(
     record: dict[str, Any],
     pictures: dict[str, Path],
     metrics: dict[str, Any],
-    log_dir: Path,
+    log_dir: Path | SummaryWriter,
+    name: str,
 ) -> None:
-    from cnnlab.analysis.tensorboard import log_evaluation
 
     final = {
         "hparams/eval/acc": metrics["accuracy"],
@@ -295,7 +315,9 @@ def _log_to_tensorboard(
     # this checkpoint), beside the evaluation's own
     tested = record if tested_here else {"best_val_acc": record.get("best_val_acc")}
     final.update(hparam_metrics(tested))
-    images = {f"eval/{name}": path for name, path in pictures.items()}
+    # tags under the evaluation's folder name (eval, eval-1, ...): a second evaluation adds its own images
+    images = {f"{name}/{picture}": path for picture, path in pictures.items()}
     run_hparams = hparams(model.config, saved_choices(model.run_dir), record.get("overrides") or ())
     log_evaluation(log_dir, images, run_hparams, final, step=model.global_step)
-    log.info("TensorBoard: %d images and the hparams with final metrics in %s", len(images), log_dir)
+    where = log_dir if isinstance(log_dir, Path) else log_dir.log_dir
+    log.info("TensorBoard: %d images and the hparams with final metrics in %s", len(images), where)

@@ -8,10 +8,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard.summary import hparams
 
 
 def log_evaluation(
-    log_dir: Path,
+    log_dir: Path | SummaryWriter,
     images: dict[str, Path],
     hparam_values: dict[str, Any],
     metrics: dict[str, float],
@@ -19,16 +20,26 @@ def log_evaluation(
 ) -> None:
     """Log each PNG under its tag, and one HParams entry pairing the config with the metrics.
 
-    Written into the run's own log directory, so the HParams table shows one row per run: this
-    entry replaces the one training wrote and carries its test metrics along.
+    ``log_dir``: the run's log folder, or the run's open writer (no second event file). Written into
+    the run's own log, so the HParams table shows one row per run: this entry replaces the one
+    training wrote and carries its test metrics along.
     """
-    with SummaryWriter(log_dir=str(log_dir)) as writer:
+    writer = log_dir if isinstance(log_dir, SummaryWriter) else SummaryWriter(log_dir=str(log_dir))
+    try:
         for tag, path in images.items():
             with Image.open(path) as image:
                 pixels = np.asarray(image.convert("RGB"))
             writer.add_image(tag, pixels, global_step=step, dataformats="HWC")
-        # run_name=".": into this run's directory, not a timestamped sub-run
-        writer.add_hparams(_scalars(hparam_values), metrics, run_name=".", global_step=step)
+        # what SummaryWriter.add_hparams does, minus the extra writer (and event file) it opens
+        file_writer = writer._get_file_writer()
+        for summary in hparams(_scalars(hparam_values), metrics):
+            file_writer.add_summary(summary, step)
+        for tag, value in metrics.items():
+            writer.add_scalar(tag, value, step)
+        writer.flush()
+    finally:
+        if writer is not log_dir:
+            writer.close()
 
 
 def _scalars(values: dict[str, Any]) -> dict[str, Any]:

@@ -58,6 +58,6 @@ class StopOnNonFiniteLoss(L.Callback):
         kept = f"the last good checkpoint is {last}" if last else "no checkpoint had been saved yet"
         raise TrainingDiverged(
             f"the training loss became NaN or infinite at step {int(self._first_bad_step)} (epoch "
-            f"{trainer.current_epoch}, learning rate {lr:.3g}); lower optimizer.lr or clip gradients "
+            f"{trainer.current_epoch + 1}, learning rate {lr:.3g}); lower optimizer.lr or clip gradients "
             f"(trainer.gradient_clip_val=1.0); {kept}"
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -75,7 +76,27 @@ def common_record(cfg: DictConfig, datamodule: Any, started_at: datetime) -> dic
         "run_dir": str(cfg.paths.output_dir),
         "started_at": started_at.isoformat(timespec="seconds"),
         "versions": {"cnnlab": cnnlab.__version__, "torch": torch.__version__, "lightning": L.__version__},
+        **git_state(),
     }
+
+
+def git_state(source: Path | None = None) -> dict[str, Any]:
+    """``git_commit`` of the code that ran and ``git_dirty`` (tracked files changed since); both None
+    outside a git checkout or without git."""
+    source = source or Path(cnnlab.__file__).resolve().parent
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(
+                ["git", *args], cwd=source, capture_output=True, text=True, timeout=5, check=True
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip()
+
+    commit = git("rev-parse", "HEAD")
+    changes = git("status", "--porcelain", "--untracked-files=no") if commit else None
+    return {"git_commit": commit, "git_dirty": None if changes is None else bool(changes)}
 
 
 def summary_line(record: dict[str, Any]) -> str:

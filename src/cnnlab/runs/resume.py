@@ -107,7 +107,8 @@ def prepare_resume(cfg: DictConfig, run_dir: Path) -> Path | None:
         state = load_training_checkpoint(checkpoint)
         step = int(state["global_step"])
         _warn_config_drift(state.get("cnnlab_config"), cfg)
-        log.info("resuming from %s (epoch %d, step %d)", checkpoint, state.get("epoch", -1), step)
+        # epochs count from 1, as in the checkpoint names: epoch_003.ckpt is "epoch 3"
+        log.info("resuming from %s (epoch %d, step %d)", checkpoint, int(state.get("epoch", -1)) + 1, step)
     with open_dict(cfg):
         cfg.ckpt_path = str(checkpoint) if checkpoint is not None else None
         for logger in (cfg.get("logger") or {}).values():

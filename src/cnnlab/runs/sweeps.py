@@ -24,6 +24,29 @@ RUN_RECORD = "metrics.json"  # cnnlab.runs.record.RUN_RECORD, without importing 
 USER_ERROR_EXIT = 2  # cnnlab.errors.exit_on_user_error's exit status
 
 
+JOB_NAME_LIMIT = 120  # characters of a sweep job's folder name (file systems allow 255)
+
+
+def job_dir_name(number: int | str, overrides: str, limit: int = JOB_NAME_LIMIT) -> str:
+    """A sweep job's folder: its number and what it overrides (``3_model=smallcnn,seed=1``).
+
+    Cut after the last whole override that fits ``limit`` (the number alone keeps names unique);
+    a ``/`` in a value becomes ``_`` so that every job stays one folder below the sweep directory.
+    """
+    name = f"{number}_{overrides}".replace("/", "_") if overrides else str(number)
+    if len(name) <= limit:
+        return name
+    cut = name[: limit - 4]
+    return (cut[: cut.rfind(",")] if "," in cut else cut) + ",..."
+
+
+def register_resolvers() -> None:
+    """``${cnnlab.job_dir:${hydra.job.num},${hydra.job.override_dirname}}`` for conf/hydra/default.yaml."""
+    from omegaconf import OmegaConf
+
+    OmegaConf.register_new_resolver("cnnlab.job_dir", job_dir_name, replace=True)
+
+
 def is_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 

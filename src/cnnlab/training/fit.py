@@ -36,6 +36,11 @@ from cnnlab.training.module import ClassifierModule
 
 log = logging.getLogger(__name__)
 
+# fit_network's result keys for the evaluation that follows, not for the run record: the test loop's
+# (logits, labels), and the run's open TensorBoard logger (one event file for training and evaluation)
+TEST_PREDICTIONS = "test_predictions"
+TENSORBOARD = "tensorboard_logger"
+
 
 def instantiate_all(section: DictConfig | None) -> list[Any]:
     """Instantiate every ``_target_`` entry of a config section (callbacks, loggers); empty gives []."""
@@ -80,12 +85,40 @@ def compile_network(net: nn.Module) -> None:
     net.compile()
 
 
+class DropLightningChatter(logging.Filter):
+    """Lightning's start-up lines that say nothing about this run (tips, absent accelerators)."""
+
+    NOISE = (
+        "💡 Tip",
+        "GPU available",
+        "TPU available",
+        "HPU available",
+        "Trainer already configured with model summary",
+        "Loading `train_dataloader` to estimate",
+        "`Trainer.fit` stopped",
+        "Restoring states from the checkpoint",
+        "Loaded model weights from the checkpoint",
+    )
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.NOISE)
+
+
 def quiet_library_noise() -> None:
-    """Print each Lightning log line once, and hide a deprecation warning users cannot act on."""
+    """Print each Lightning log line once, drop its chatter, and hide warnings users cannot act on.
+
+    The run's own first line names the device (see ``config_line``).
+    """
     if logging.getLogger().handlers:
         # `import lightning` gives its logger its own console handler; under Hydra the root logger
         # already prints to the console and train.log, so every line would appear twice.
         logging.getLogger("lightning").handlers.clear()
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, DropLightningChatter) for f in logger.filters):
+            logger.addFilter(DropLightningChatter())
+    # short runs: the training loss is logged per epoch anyway, and every log_every_n_steps steps
+    warnings.filterwarnings("ignore", message=r".*is smaller than the logging interval.*")
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
     # testing a checkpoint of an EMA run: its state_dict already holds the averaged weights
     warnings.filterwarnings("ignore", message=r".*WeightAveraging callback, but loading a checkpoint outside")
@@ -147,6 +180,7 @@ def fit_network(
         cfg.trainer, callbacks=callbacks, logger=loggers or False, precision=resolve_precision(cfg.trainer)
     )
 
+    log.info(config_line(cfg, datamodule, trainer))
     fit_start = time.perf_counter()
     if cfg.get("ckpt_path"):  # resuming: set by resume.prepare_resume
         resume.check_checkpoint_fits(Path(cfg.ckpt_path), module)
@@ -162,6 +196,7 @@ def fit_network(
     stopped_early = any(isinstance(c, EarlyStopping) and c.stopped_epoch > 0 for c in trainer.callbacks)
 
     test_metrics: dict[str, float] = {}
+    test_predictions = None
     if cfg.get("test", True):
         if best_path is None:
             log.warning("no checkpoint was saved: testing the final weights")
@@ -169,6 +204,8 @@ def fit_network(
         test_metrics = {
             key: float(value) for key, value in trainer.callback_metrics.items() if key.startswith("test/")
         }
+        if trainer.world_size == 1:  # one process saw the whole test set, in order
+            test_predictions = module.test_predictions
 
     results = {
         "params": count_parameters(net),
@@ -197,6 +234,8 @@ def fit_network(
         "device": device_name(trainer.strategy.root_device),
         "precision": str(trainer.precision),
         "best_checkpoint": os.path.relpath(best_path, output_dir) if best_path else None,
+        TEST_PREDICTIONS: test_predictions,
+        TENSORBOARD: next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None),
     }
     run_hparams = hparams(resolved, current_choices(), task_overrides())
     if lr_found:  # trained with the LR finder's suggestion, not the config's
@@ -207,3 +246,14 @@ def fit_network(
         else:
             logger.log_hyperparams(run_hparams)
     return results
+
+
+def config_line(cfg: DictConfig, datamodule: ImageDataModule, trainer: L.Trainer) -> str:
+    """The run's choices in one line, printed before training starts."""
+    lr = cfg.optimizer.get("lr")
+    return (
+        f"{hydra_choice('model', 'model')} on {datamodule.name}: {hydra_choice('optimizer', 'optimizer')}"
+        f"{f' lr {lr:g}' if isinstance(lr, (int, float)) else ''}, {hydra_choice('scheduler', 'none')} "
+        f"schedule, {cfg.trainer.max_epochs} epochs of batch {datamodule.batch_size}, seed {cfg.seed}, "
+        f"on {device_name(trainer.strategy.root_device)} ({trainer.precision}) -> {cfg.paths.output_dir}"
+    )

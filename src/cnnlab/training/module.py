@@ -91,6 +91,9 @@ class ClassifierModule(L.LightningModule):
         self.tta = check_mode(tta)
         self.tta_metrics = metrics.clone(prefix="test/tta_")
         self._step_outputs = {stage: StepOutputs() for stage in ("train", "val", "test")}
+        # the test loop's logits and labels in test-set order, kept for the evaluation that follows
+        self._test_logits: list[torch.Tensor] = []
+        self.test_predictions: tuple[torch.Tensor, torch.Tensor] | None = None
         self.decay_norm_and_bias = decay_norm_and_bias
         # set to override the optimizer config's LR (the LR finder's suggestion)
         self.lr: float | None = None
@@ -111,6 +114,8 @@ class ClassifierModule(L.LightningModule):
         # a mixed image counts as its dominant class
         labels = targets.argmax(dim=-1) if targets.is_floating_point() else targets
         self._step_outputs[stage].add(logits, labels, loss)
+        if stage == "test":
+            self._test_logits.append(logits.detach())
         return loss
 
     def epoch_metrics(self, stage: str) -> dict[str, torch.Tensor]:
@@ -135,7 +140,12 @@ class ClassifierModule(L.LightningModule):
             self.log_dict(values, prog_bar=True)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        return self._shared_step(batch, "train")
+        loss = self._shared_step(batch, "train")
+        # The loss curve between epochs: one value every trainer.log_every_n_steps steps, when Lightning
+        # writes to the loggers anyway (logging every step would cost a host sync and Python each step).
+        if self.trainer.loggers and self.trainer._logger_connector.should_update_logs:
+            self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False)
+        return loss
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         self._shared_step(batch, "val")
@@ -152,7 +162,14 @@ class ClassifierModule(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         self._log_epoch("val")
 
+    def on_test_epoch_start(self) -> None:
+        self._test_logits, self.test_predictions = [], None
+
     def on_test_epoch_end(self) -> None:
+        labels = self._step_outputs["test"].labels
+        if labels:  # read before _log_epoch flushes the buffers
+            self.test_predictions = (torch.cat(self._test_logits).float().cpu(), torch.cat(labels).cpu())
+        self._test_logits = []
         self._log_epoch("test")
 
     def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
