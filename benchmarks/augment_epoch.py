@@ -28,7 +28,9 @@ def datamodule(overrides: list[str], loader: str) -> ImageDataModule:
         cfg = compose("train", [*overrides, f"data.loader={loader}"])
     dm: ImageDataModule = instantiate(cfg.data)
     dm.setup("fit")
-    dm.trainer = SimpleNamespace(training=True, global_rank=0, strategy=SimpleNamespace(root_device="cpu"))
+    dm.trainer = SimpleNamespace(
+        training=True, global_rank=0, world_size=1, strategy=SimpleNamespace(root_device="cpu")
+    )
     return dm
 
 
