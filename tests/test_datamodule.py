@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -38,7 +39,8 @@ def test_split_is_disjoint_complete_and_reproducible(tiny_data: Path, dataset: s
 
 @pytest.mark.parametrize("dataset", DATASETS)
 def test_augmentation_is_train_only(tiny_data: Path, dataset: str) -> None:
-    dm = make_datamodule(tiny_data, dataset, "data.val_size=50")
+    # the DataLoader path: raw images from the loaders, augmented per batch on the training device
+    dm = make_datamodule(tiny_data, dataset, "data.val_size=50", "data.loader=torch")
     dm.setup("fit")
     dm.setup("test")
     raw = dm.train_set.split.images
@@ -46,10 +48,13 @@ def test_augmentation_is_train_only(tiny_data: Path, dataset: str) -> None:
     assert torch.equal(val_images, raw[dm.val_indices[: len(val_images)]])
     test_images, _ = next(iter(dm.test_dataloader()))
     assert torch.equal(test_images, dm.test_set.split.images[: len(test_images)])
-    torch.manual_seed(0)
-    changed = sum(not torch.equal(dm.train_set[i][0], raw[dm.train_indices[i]]) for i in range(50))
-    assert changed > 10  # random crops / flips / affine change most samples
-    assert dm.train_set[0][0].dtype == torch.uint8 and dm.train_set[0][0].shape == raw.shape[1:]
+    images, _ = next(iter(dm.train_dataloader()))
+    dm.trainer = SimpleNamespace(training=True, global_rank=0, strategy=SimpleNamespace(root_device="cpu"))
+    batch = raw[dm.train_indices[:50]]
+    augmented, _ = dm.on_after_batch_transfer((batch, torch.zeros(50, dtype=torch.long)), 0)
+    changed = (augmented != dm.normalize(batch)).flatten(1).any(1)
+    assert int(changed.sum()) > 10  # random crops / flips / affine change most samples
+    assert images.dtype == torch.uint8 and images.shape[1:] == raw.shape[1:]
 
 
 def test_mnist_augmentation_never_flips(tiny_data: Path) -> None:

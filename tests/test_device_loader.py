@@ -49,14 +49,17 @@ def test_random_flip_mirrors_about_half() -> None:
 def test_configured_transforms_map_to_batched_ops() -> None:
     ops = batch_transforms([v2.RandomCrop(32, padding=4, padding_mode="reflect"), v2.RandomHorizontalFlip()])
     assert [op.__name__ for op in ops] == ["crop", "flip"]
-    ops = batch_transforms([v2.RandomAffine(degrees=10)])
+    ops = batch_transforms([v2.RandomAffine(degrees=10), v2.RandAugment()])
+    assert ops[0].__name__ == "affine" and ops[1].__name__ == "apply"  # RandAugment: image by image
     images = torch.randint(0, 256, (5, 1, 28, 28), dtype=torch.uint8)
-    assert ops[0](images, torch.Generator()).shape == images.shape
+    assert all(op(images, torch.Generator()).shape == images.shape for op in ops)
 
 
 @pytest.mark.parametrize("dataset", ["cifar10", "mnist"])
 def test_tensor_loader_serves_the_same_split_as_the_dataloader(tiny_data: Path, dataset: str) -> None:
-    torch_dm = make_datamodule(tiny_data, dataset, "data.val_size=50", "data.batch_size=16")
+    torch_dm = make_datamodule(
+        tiny_data, dataset, "data.val_size=50", "data.batch_size=16", "data.loader=torch"
+    )
     tensor_dm = make_datamodule(
         tiny_data, dataset, "data.val_size=50", "data.batch_size=16", "data.loader=tensor"
     )
@@ -95,9 +98,9 @@ def test_device_batches_are_reproducible_for_a_seed_and_cover_each_image_once() 
 def test_a_restored_loader_continues_the_exact_batch_stream(served: int) -> None:
     images = torch.randint(0, 256, (70, 3, 8, 8), dtype=torch.uint8)
     labels = torch.arange(70)
-    # batched crop and flip, and an affine that runs image by image on torchvision's global RNG
+    # batched crop, flip and affine, and a policy that runs image by image on torchvision's global RNG
     augment = [v2.RandomCrop(8, padding=2, padding_mode="reflect"), v2.RandomHorizontalFlip()]
-    transforms = batch_transforms([*augment, v2.RandomAffine(degrees=10)])
+    transforms = batch_transforms([*augment, v2.RandomAffine(degrees=10), v2.TrivialAugmentWide()])
 
     def make(seed: int) -> DeviceBatches:
         return DeviceBatches(
@@ -132,4 +135,9 @@ def test_ranks_take_disjoint_shares() -> None:
 
 def test_training_with_the_tensor_loader(train_run) -> None:
     record = train_run("model=smallcnn", "data=cifar10", "data.loader=tensor")
-    assert record["status"] == "completed" and 0 <= record["test_acc"] <= 1
+    assert record["status"] == "completed" and 0 <= record["test_acc"] <= 1 and record["loader"] == "tensor"
+
+
+def test_training_on_the_dataloader_path_with_batched_affine(train_run) -> None:
+    record = train_run("model=smallcnn", "data=mnist", "data.loader=torch")
+    assert record["status"] == "completed" and record["loader"] == "torch"

@@ -14,7 +14,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from cnnlab.data import readers
 from cnnlab.data.batch_augment import BatchAugment
-from cnnlab.data.device_loader import DeviceBatches, batch_transforms
+from cnnlab.data.batched_transforms import apply_all, batch_transforms, unbatchable
+from cnnlab.data.device_loader import DeviceBatches, choose_loader
 from cnnlab.data.folds import check_fold, fold_split
 from cnnlab.data.readers import ImageSplit
 from cnnlab.data.transforms import Normalize, augmentation
@@ -81,7 +82,7 @@ class ImageDataModule(L.LightningDataModule):
         num_workers: int | str = "auto",
         pin_memory: bool = True,
         augment: Sequence[Callable] = (),
-        loader: str = "torch",
+        loader: str = "auto",
         mixup_alpha: float = 0.0,
         cutmix_alpha: float = 0.0,
         random_erasing: float = 0.0,
@@ -106,13 +107,20 @@ class ImageDataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.num_workers = resolve_num_workers(num_workers)
         self.pin_memory = pin_memory
-        if loader not in ("torch", "tensor"):
+        if loader not in ("auto", "torch", "tensor"):
             raise ConfigError(
-                f"data.loader={loader!r} is unknown; use torch (DataLoader) or tensor (on the device)"
+                f"data.loader={loader!r} is unknown; use auto, torch (DataLoader) or tensor (on the device)"
             )
         self.loader = loader
+        self._loader_used: str | None = None  # torch or tensor, once auto is resolved
         self.augment = list(augment)
         self.train_transform = augmentation(augment)
+        # augmentations without a batched version: with any of them the DataLoader workers run the
+        # whole policy image by image; without, both paths augment whole batches on the device
+        self.per_image_augment = unbatchable(self.augment)
+        self._augment_generator: torch.Generator | None = None
+        self._batched_ops = [] if self.per_image_augment else batch_transforms(self.augment)
+        self._augment_generator_state: torch.Tensor | None = None
         self.batch_augment = BatchAugment(num_classes, mixup_alpha, cutmix_alpha, random_erasing)
         self.normalize = Normalize(mean, std)
         self.train_set: IndexedImages | None = None
@@ -175,7 +183,8 @@ class ImageDataModule(L.LightningDataModule):
         generator = torch.Generator().manual_seed(self.split_seed)
         order = torch.randperm(len(split), generator=generator)
         self.val_indices, self.train_indices = order[: self.val_size], order[self.val_size :]
-        self.train_set = IndexedImages(split, self.train_indices, self.train_transform)
+        worker_transform = self.train_transform if self.per_image_augment else None
+        self.train_set = IndexedImages(split, self.train_indices, worker_transform)
         if self.val_size:
             self.val_set = IndexedImages(split, self.val_indices)
             log.info(
@@ -197,10 +206,34 @@ class ImageDataModule(L.LightningDataModule):
     def has_validation(self) -> bool:
         return self.folds is not None or self.val_size > 0
 
+    def _device(self) -> torch.device:
+        trainer = self.trainer  # None outside a Trainer (tests, analysis)
+        return trainer.strategy.root_device if trainer is not None else torch.device("cpu")
+
+    @property
+    def loader_used(self) -> str:
+        """The data path this run takes: ``torch`` (DataLoader) or ``tensor`` (device-resident)."""
+        if self._loader_used is None:
+            if self.loader != "auto":
+                self._loader_used = self.loader
+            else:
+                # every split read so far goes to the device: the training files, and the test files
+                splits = {id(s.split): s.split for s in (self.train_set, self.test_set) if s is not None}
+                split_bytes = sum(split.images.nbytes for split in splits.values())
+                self._loader_used, why = choose_loader(split_bytes, self._device(), self.per_image_augment)
+                log.info("data.loader=auto chose %s: %s", self._loader_used, why)
+            if self._loader_used == "torch" and self.per_image_augment:
+                log.info(
+                    "data.augment: %s cannot run on whole batches; DataLoader workers apply the "
+                    "augmentations image by image",
+                    ", ".join(self.per_image_augment),
+                )
+        return self._loader_used
+
     def _loader(self, dataset: IndexedImages | None, train: bool) -> DataLoader | DeviceBatches:
         if dataset is None:
             raise RuntimeError("setup() must run before asking for a loader")
-        if self.loader == "tensor":
+        if self.loader_used == "tensor":
             return self.device_batches(dataset, train)
         return DataLoader(
             dataset,
@@ -216,7 +249,7 @@ class ImageDataModule(L.LightningDataModule):
         self, dataset: IndexedImages, train: bool, device: torch.device | str | None = None
     ) -> DeviceBatches:
         """``dataset`` as batches kept on ``device`` (default: the trainer's device, else the CPU)."""
-        trainer = self.trainer  # None outside a Trainer (tests, analysis)
+        trainer = self.trainer
         return DeviceBatches(
             dataset.split.images[dataset.indices],
             dataset.split.labels[dataset.indices],
@@ -225,7 +258,7 @@ class ImageDataModule(L.LightningDataModule):
             drop_last=train and len(dataset) > self.batch_size,
             transforms=batch_transforms(self.augment) if train else (),
             seed=torch.initial_seed(),  # the run's seed after seed_everything
-            device=device or (trainer.strategy.root_device if trainer is not None else "cpu"),
+            device=device or self._device(),
             rank=trainer.global_rank if trainer is not None else 0,
             world_size=trainer.world_size if trainer is not None else 1,
         )
@@ -245,16 +278,23 @@ class ImageDataModule(L.LightningDataModule):
         return loader
 
     def state_dict(self) -> dict[str, Any]:
-        """The device-resident training stream's position, saved with every checkpoint.
+        """The training stream's position, saved with every checkpoint: the device-resident loader's,
+        or the DataLoader path's augmentation generator.
 
-        Lightning also saves it as the train loader's own state, but restores that too late when
+        Lightning also saves the first as the train loader's own state, but restores that too late when
         ``configure_optimizers`` asked for ``trainer.estimated_stepping_batches`` (every schedule
         here does); the datamodule's state is restored before the loader is built.
         """
-        return {"train_batches": self._train_batches.state_dict()} if self._train_batches else {}
+        state: dict[str, Any] = {}
+        if self._train_batches is not None:
+            state["train_batches"] = self._train_batches.state_dict()
+        if self._augment_generator is not None:
+            state["augment_generator"] = self._augment_generator.get_state()
+        return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._train_batches_state = state_dict.get("train_batches")
+        self._augment_generator_state = state_dict.get("augment_generator")
 
     def val_dataloader(self) -> DataLoader | list:
         return self._loader(self.val_set, train=False) if self.val_set is not None else []
@@ -262,10 +302,25 @@ class ImageDataModule(L.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.test_set, train=False)
 
+    def augment_generator(self, device: torch.device) -> torch.Generator:
+        """The DataLoader path's generator for batched augmentation: seeded by the run, one per rank."""
+        if self._augment_generator is None:
+            rank = self.trainer.global_rank if self.trainer is not None else 0
+            seed = (torch.initial_seed() * 100_003 + 7919 * (rank + 1)) % 2**63
+            self._augment_generator = torch.Generator(device=device).manual_seed(seed)
+            if self._augment_generator_state is not None:  # resumed: continue the checkpointed draws
+                self._augment_generator.set_state(self._augment_generator_state)
+                self._augment_generator_state = None
+        return self._augment_generator
+
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         if isinstance(batch, torch.Tensor):  # images alone (prediction, the model summary's example)
             return self.normalize(batch)
         images, labels = batch
+        training = self.trainer is not None and self.trainer.training
+        if training and self._batched_ops and self.loader_used == "torch":
+            # the DataLoader served raw images: augment the whole batch here, on the training device
+            images = apply_all(images, self._batched_ops, self.augment_generator(images.device))
         images = self.normalize(images)
         if self.batch_augment.enabled and self.trainer is not None and self.trainer.training:
             return self.batch_augment(images, labels)

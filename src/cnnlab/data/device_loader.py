@@ -9,87 +9,71 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterator, Sequence
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from torchvision.transforms import v2
+
+# re-exported: the batched ops lived here before they served the DataLoader path too
+from cnnlab.data.batched_transforms import (
+    BatchTransform,
+    apply_all,
+    batch_transforms,
+    random_crop,
+    random_flip,
+)
+
+__all__ = [
+    "BatchTransform",
+    "DeviceBatches",
+    "batch_transforms",
+    "choose_loader",
+    "free_memory_bytes",
+    "random_crop",
+    "random_flip",
+]
 
 log = logging.getLogger(__name__)
 
-BatchTransform = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+# data.loader=auto keeps a split on the device only if it takes at most this share of the free memory:
+# the model, its activations and the rest of the machine need the rest
+MEMORY_SHARE = 0.5
 
 
-def random_crop(
-    images: torch.Tensor, padding: int, generator: torch.Generator, padding_mode: str = "reflect"
-) -> torch.Tensor:
-    """Per-image random crop of the padded batch back to its size (v2.RandomCrop semantics)."""
-    if padding == 0:
-        return images
-    n, _, height, width = images.shape
-    mode = "constant" if padding_mode == "constant" else padding_mode
-    padded = F.pad(images, (padding,) * 4, mode=mode)
-    device = images.device
-    top = torch.randint(0, 2 * padding + 1, (n,), generator=generator, device=device)
-    left = torch.randint(0, 2 * padding + 1, (n,), generator=generator, device=device)
-    rows = (top[:, None] + torch.arange(height, device=device))[:, :, None]
-    cols = (left[:, None] + torch.arange(width, device=device))[:, None, :]
-    batch = torch.arange(n, device=device)[:, None, None]
-    # advanced indexing gathers every image's own window at once: (n, H, W, C)
-    return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2).contiguous()
+def free_memory_bytes(device: torch.device) -> int | None:
+    """Memory free for new tensors on ``device``: the GPU's free memory, else the host's available RAM."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    meminfo = Path("/proc/meminfo")
+    if meminfo.is_file():
+        for line in meminfo.read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None  # unknown (e.g. macOS has no SC_AVPHYS_PAGES)
 
 
-def random_flip(images: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
-    """Mirror each image left-right with probability ``p`` (v2.RandomHorizontalFlip semantics)."""
-    flip = torch.rand(len(images), generator=generator, device=images.device) < p
-    return torch.where(flip[:, None, None, None], images.flip(-1), images)
+def choose_loader(split_bytes: int, device: torch.device, per_image: Sequence[str]) -> tuple[str, str]:
+    """data.loader=auto: ``("tensor" | "torch", why)`` for a split of ``split_bytes`` on ``device``.
 
-
-def _per_sample(transform: Callable) -> BatchTransform:
-    def apply(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        # torchvision draws from the global RNG: seed it from the loader's generator, so these draws
-        # too replay from a checkpoint and leave the rest of the run's random stream alone
-        seed = int(torch.randint(2**62, (1,), generator=generator, device=generator.device))
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            return torch.stack([transform(image) for image in images])
-
-    return apply
-
-
-def batch_transforms(transforms: Sequence[Callable]) -> list[BatchTransform]:
-    """The configured per-sample v2 augmentations as whole-batch operations.
-
-    RandomCrop (with its padding and padding mode) and RandomHorizontalFlip run batched; any other
-    transform still runs, image by image, so the semantics never change, only the speed.
+    The device-resident path wins whenever it can run: it needs the split to fit in the device's
+    memory with a margin, and every augmentation to run on whole batches (per-image policies are
+    faster in parallel DataLoader workers than image by image in the training process).
     """
-    batched: list[BatchTransform] = []
-    for transform in transforms:
-        if isinstance(transform, v2.RandomCrop) and transform.padding is not None:
-            padding = transform.padding[0]
-            if len(set(transform.padding)) != 1 or transform.pad_if_needed:
-                batched.append(_per_sample(transform))
-                continue
-            mode = transform.padding_mode
-
-            def crop(images, generator, padding=padding, mode=mode):
-                return random_crop(images, padding, generator, mode)
-
-            batched.append(crop)
-        elif isinstance(transform, v2.RandomHorizontalFlip):
-
-            def flip(images, generator, p=transform.p):
-                return random_flip(images, p, generator)
-
-            batched.append(flip)
-        else:
-            log.info(
-                "data.loader=tensor: %s has no batched version; applying it image by image",
-                type(transform).__name__,
-            )
-            batched.append(_per_sample(transform))
-    return batched
+    if per_image:
+        return "torch", f"{', '.join(per_image)} augment image by image, which DataLoader workers parallelise"
+    free = free_memory_bytes(device)
+    if free is None:
+        return "torch", f"the free memory of {device} is unknown"
+    needed = f"{split_bytes / 2**20:,.0f} MiB of images"
+    if split_bytes > MEMORY_SHARE * free:
+        return "torch", f"{needed} exceed {MEMORY_SHARE:.0%} of the {free / 2**30:.1f} GiB free on {device}"
+    fits = f"{needed} fit in the {free / 2**30:.1f} GiB free on {device}"
+    return "tensor", f"{fits} and every augmentation runs on whole batches"
 
 
 class DeviceBatches:
@@ -159,9 +143,7 @@ class DeviceBatches:
         self._generator, self._served = generator, first
         for start in range(first * self.batch_size, len(self) * self.batch_size, self.batch_size):
             index = order[start : start + self.batch_size]
-            images = self.images[index]
-            for transform in self.transforms:
-                images = transform(images, generator)
+            images = apply_all(self.images[index], self.transforms, generator)
             self._served += 1
             yield images, self.labels[index]
 

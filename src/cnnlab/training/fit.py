@@ -227,6 +227,7 @@ def fit_network(
         "val_images": datamodule.val_size,
         "test_images": len(datamodule.test_set) if datamodule.test_set is not None else None,
         "batch_size": datamodule.batch_size,
+        "loader": datamodule.loader_used,  # the data path data.loader (auto by default) took
         "optimizer": hydra_choice("optimizer", cfg.optimizer._target_),
         "lr": lr_found or cfg.optimizer.get("lr"),
         "lr_find_suggestion": lr_found,
