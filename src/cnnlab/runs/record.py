@@ -105,7 +105,8 @@ def summary_line(record: dict[str, Any]) -> str:
     def fmt(value: float | None) -> str:
         return "n/a" if value is None else f"{value:.4f}"
 
-    epochs = f"{record['epochs']} epochs " if record.get("epochs") is not None else ""
+    count = record.get("epochs")
+    epochs = f"{count} epoch{'' if count == 1 else 's'} " if count is not None else ""
     return (
         f"{record['model']} on {record['dataset']}: test acc {fmt(record.get('test_acc'))}, "
         f"macro-F1 {fmt(record.get('test_f1_macro'))}, best val acc {fmt(record.get('best_val_acc'))}, "

@@ -255,6 +255,7 @@ def config_line(cfg: DictConfig, datamodule: ImageDataModule, trainer: L.Trainer
     return (
         f"{hydra_choice('model', 'model')} on {datamodule.name}: {hydra_choice('optimizer', 'optimizer')}"
         f"{f' lr {lr:g}' if isinstance(lr, (int, float)) else ''}, {hydra_choice('scheduler', 'none')} "
-        f"schedule, {cfg.trainer.max_epochs} epochs of batch {datamodule.batch_size}, seed {cfg.seed}, "
+        f"schedule, {cfg.trainer.max_epochs} epoch{'' if cfg.trainer.max_epochs == 1 else 's'} of batch "
+        f"{datamodule.batch_size}, seed {cfg.seed}, "
         f"on {device_name(trainer.strategy.root_device)} ({trainer.precision}) -> {cfg.paths.output_dir}"
     )
