@@ -205,6 +205,8 @@ class ImageDataModule(L.LightningDataModule):
             len(dataset), shuffle=True, seed=state["seed"] if state else torch.initial_seed()
         )
         if state:
+            # set here: on resume Lightning starts the loader (and its workers prefetch) before set_epoch
+            sampler.set_epoch(state["epoch"])
             sampler.resume_at(state["epoch"], state["images"])
             log.info("data.loader=torch: epoch %d continues after image %d", state["epoch"], state["images"])
         self._train_sampler = sampler
@@ -255,8 +257,14 @@ class ImageDataModule(L.LightningDataModule):
         if self._train_sampler is not None and trainer is not None and trainer.state.fn == "fit":
             # the seed, and mid-epoch the images already trained on: where the DataLoader path continues
             trained = trainer.fit_loop.epoch_loop.batch_progress.current.ready
-            images = trained * self.batch_size if 0 < trained < trainer.num_training_batches else 0
-            return {"train_sampler": self._train_sampler.state(trainer.current_epoch, images)}
+            if 0 < trained < trainer.num_training_batches:
+                return {
+                    "train_sampler": self._train_sampler.state(
+                        trainer.current_epoch, trained * self.batch_size
+                    )
+                }
+            epoch = trainer.current_epoch + (trained >= trainer.num_training_batches)  # the next one, if done
+            return {"train_sampler": self._train_sampler.state(epoch, 0)}
         return {}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:

@@ -61,11 +61,12 @@ def seeded(transform: Any, image: torch.Tensor, seed: int) -> torch.Tensor:
     In a worker the generator is the worker's own; in the training process (``num_workers=0``) it is
     forked, so dropout and the rest of the run draw what they would have drawn anyway.
     """
+    # the CPU generator alone: torchvision's transforms draw from it (torch.manual_seed seeds CUDA too)
     if torch.utils.data.get_worker_info() is not None:
-        torch.manual_seed(seed)
+        torch.default_generator.manual_seed(seed)
         return transform(image)
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+        torch.default_generator.manual_seed(seed)
         return transform(image)
 
 
