@@ -1,4 +1,5 @@
-"""`python -m bench [overrides]`: training / inference throughput, framework overhead, data-path speed."""
+"""`python -m bench [overrides]`: training / inference throughput, framework overhead, data-path speed;
+`python -m bench suite=gpu`: a prepared list of such measurements and runs (conf/suites/)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,12 @@ def main(cfg: DictConfig) -> None:
     from cnnlab.errors import exit_on_user_error
 
     with exit_on_user_error():
-        run_benchmark(cfg, Path(cfg.paths.output_dir))
+        if cfg.get("suite"):
+            from cnnlab.suite import run_suite
+
+            run_suite(cfg, Path(CONFIG_DIR), Path(cfg.paths.output_dir))
+        else:
+            run_benchmark(cfg, Path(cfg.paths.output_dir))
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.conftest import run_entry
 
@@ -63,3 +64,45 @@ def test_bench_writes_every_field(tiny_data: Path, tmp_path: Path, monkeypatch, 
     assert results["overhead_ms_per_step"] == pytest.approx(1000 * step_gap)
     assert results["time_to_acc"]["reached"] and results["time_to_acc"]["epoch"] == 1
     assert "framework overhead" in capsys.readouterr().out
+
+
+def test_gpu_suite_dry_run_runs_every_item_on_the_cpu(
+    tiny_data: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    out = tmp_path / "suite"
+    tiny = [f"data.root={tiny_data}", "data.val_size=40", "data.batch_size=32", "data.num_workers=0"]
+    run_entry("bench", ["suite=gpu", "bench.dry_run=true", f"hydra.run.dir={out}", *tiny], monkeypatch)
+    suite = json.loads((out / "suite.json").read_text())
+    names = [item["name"] for item in suite["items"]]
+    for model in ("smallcnn", "smallvgg", "airbench94", "resnet18"):
+        assert model in names and f"{model} compiled" in names
+    assert {"speedrun94 seed 0", "speedrun94 seed 1", "sweep on one GPU", "evaluate"} <= set(names)
+    assert suite["dry_run"] and suite["device"] == f"cpu ({os.cpu_count()} cores)"
+    failed = {
+        item["name"]: (item["status"], item["log"]) for item in suite["items"] if item["status"] != "ok"
+    }
+    assert not failed, {name: (out / log).read_text()[-2000:] for name, (_, log) in failed.items()}
+    by_name = {item["name"]: item for item in suite["items"]}
+    assert (
+        by_name["resnet18"]["figures"]["train_images_per_s"] > 0
+        and "model=resnet18" in by_name["resnet18"]["command"]
+    )
+    assert 0 <= by_name["speedrun94 seed 2"]["figures"]["test_tta_acc"] <= 1
+    assert by_name["sweep on one GPU"]["figures"]["jobs_completed"] == 2
+    assert by_name["sweep on one GPU"]["figures"]["cuda_visible_devices"] == ["0", "0"]
+    assert 0 <= by_name["evaluate"]["figures"]["accuracy"] <= 1
+    table = (out / "suite.md").read_text()
+    assert table.count("\n| ") == len(names) + 1 and "| resnet18 compiled | ok |" in table
+    assert "13/13 items ok" in capsys.readouterr().out
+
+
+def test_suite_errors_are_one_line(tmp_path: Path, monkeypatch, capsys) -> None:
+    with pytest.raises(SystemExit) as unknown:
+        run_entry("bench", ["suite=nope", f"hydra.run.dir={tmp_path / 'a'}"], monkeypatch)
+    assert unknown.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "error: suite=nope is unknown; use one of: gpu"
+    if not torch.cuda.is_available():  # the real suite needs a GPU; the dry run does not
+        with pytest.raises(SystemExit) as no_gpu:
+            run_entry("bench", ["suite=gpu", f"hydra.run.dir={tmp_path / 'b'}"], monkeypatch)
+        assert no_gpu.value.code == 2
+        assert "bench.dry_run=true runs every item" in capsys.readouterr().err.strip().splitlines()[-1]

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import csv
+import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -139,3 +142,66 @@ def test_resume_true_skips_a_finished_run(train_run, tmp_path, capsys) -> None:
     again = train_run(*FAST, "trainer.max_epochs=1", "resume=true", run_dir=run_dir)
     assert again == first
     assert "already finished, skipped" in capsys.readouterr().out
+
+
+def preempted_run(
+    run_dir: Path, tiny_data: Path, base: list[str], signal_name: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """Train in its own session; at epoch 1, batch 2 its process group (workers too) gets ``signal_name``."""
+    kill = [*KILL, f"+callbacks.kill.signal={signal_name}", "+callbacks.kill.group=true"]
+    args = ["-m", "train", f"hydra.run.dir={run_dir}", f"data.root={tiny_data}", *TINY, *base, *kill]
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=REPO,
+        env={**os.environ, "CNNLAB_TEST_KILL": "1", **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        start_new_session=True,  # the signal goes to this run's process group, not to pytest's
+    )
+
+
+def test_sigterm_mid_epoch_on_the_dataloader_path_with_workers_resumes_exactly(
+    train_run, tiny_data, tmp_path
+) -> None:
+    # DataLoader with 2 worker processes, per-image augmentation in the workers, dropout, deterministic
+    loader = [
+        *(o for o in FAST if not o.startswith("data.augment")),
+        "data.loader=torch",
+        "data.num_workers=2",
+    ]
+    loader += ["deterministic=true", "model.dropout=0.3"]
+    reference = train_run(*loader)
+    run_dir = tmp_path / "preempted"
+    result = preempted_run(run_dir, tiny_data, loader, "SIGTERM")
+    assert result.returncode == 128 + signal.SIGTERM, result.stderr[-3000:]
+    # the notice came before epoch 1's batch 2: that batch is finished, then the checkpoint is saved
+    assert "preempted by SIGTERM at epoch 1, step 8: saved checkpoints/last.ckpt" in result.stdout
+    record = read_run_record(run_dir)
+    assert record["status"] == "preempted" and record["signal"] == "SIGTERM" and record["global_step"] == 8
+    saved = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert saved["global_step"] == 8  # mid-epoch: the 5 batches of epoch 0 and 3 of epoch 1
+
+    resumed = train_run(*loader, "resume=true", run_dir=run_dir)
+    assert resumed["status"] == "completed" and resumed["resumed_from"] == "checkpoints/last.ckpt"
+    assert {k: resumed[k] for k in COMPARED} == {k: reference[k] for k in COMPARED}
+    assert val_rows(run_dir) == val_rows(Path(reference["run_dir"]))
+
+
+def test_sigusr1_under_slurm_saves_records_and_requeues_the_job(train_run, tiny_data, tmp_path) -> None:
+    # a stand-in scontrol on PATH records how it was called; SLURM_JOB_ID makes the run a SLURM job
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "scontrol_calls"
+    (bin_dir / "scontrol").write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
+    (bin_dir / "scontrol").chmod(0o755)
+    run_dir = tmp_path / "slurm"
+    slurm = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "SLURM_JOB_ID": "4242"}
+    result = preempted_run(run_dir, tiny_data, FAST, "SIGUSR1", slurm)
+    assert result.returncode == 128 + signal.SIGUSR1, result.stderr[-3000:]
+    assert calls.read_text().split() == ["requeue", "4242"]
+    record = read_run_record(run_dir)
+    assert record["status"] == "preempted" and record["requeued_slurm_job"] == "4242"
+    assert "SLURM job 4242 requeued" in result.stdout
+    resumed = train_run(*FAST, "resume=true", run_dir=run_dir)  # what the requeued job runs
+    assert resumed["status"] == "completed" and resumed["epochs"] == 2

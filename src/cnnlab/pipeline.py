@@ -19,7 +19,8 @@ from cnnlab.models.build import instantiate_model
 from cnnlab.runs import resume
 from cnnlab.runs.determinism import configure_determinism
 from cnnlab.runs.distributed import is_global_zero
-from cnnlab.runs.record import RUN_RECORD, common_record, summary_line, write_json_atomic
+from cnnlab.runs.preemption import Preempted, requeue_slurm_job
+from cnnlab.runs.record import RUN_RECORD, common_record, summary_line, timestamp, write_json_atomic
 from cnnlab.training.fit import TENSORBOARD, TEST_PREDICTIONS, fit_network, quiet_library_noise
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     datamodule: ImageDataModule = instantiate(cfg.data)
     model = instantiate_model(cfg)
     if isinstance(model, nn.Module):
-        results = fit_network(cfg, model, datamodule, output_dir)
+        try:
+            results = fit_network(cfg, model, datamodule, output_dir)
+        except Preempted as stop:
+            record_preemption(cfg, datamodule, started_at, stop, resumed_from)
+            raise
         if results is None:  # lr_find.enabled without apply: the plot and the suggestion are the output
             return {}
     else:
@@ -52,7 +57,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     tensorboard = results.pop(TENSORBOARD, None)
     try:
         record = {**common_record(cfg, datamodule, started_at), **results}
-        record["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        record["finished_at"] = timestamp(datetime.now(timezone.utc))
         record["resumed_from"] = os.path.relpath(resumed_from, output_dir) if resumed_from else None
         if not is_global_zero():  # DDP: rank 0 writes the record
             return record
@@ -72,3 +77,40 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             close()
     log.info(summary_line(record))  # the run's last line
     return record
+
+
+def record_preemption(
+    cfg: DictConfig,
+    datamodule: ImageDataModule,
+    started_at: datetime,
+    stop: Preempted,
+    resumed_from: Path | None,
+) -> None:
+    """The record of a run stopped by a preemption notice (resumable: ``resume=true`` continues it)."""
+    if not is_global_zero():
+        return
+    output_dir = Path(cfg.paths.output_dir)
+    record = {
+        **common_record(cfg, datamodule, started_at),
+        "status": "preempted",
+        "signal": stop.signal_name,
+        "preempted_at": timestamp(datetime.now(timezone.utc)),
+        "epoch": stop.epoch,
+        "global_step": stop.step,
+        "checkpoint": os.path.relpath(stop.checkpoint, output_dir),
+        "resumed_from": os.path.relpath(resumed_from, output_dir) if resumed_from else None,
+        "requeued_slurm_job": None,
+    }
+    write_json_atomic(output_dir / RUN_RECORD, record)
+    if stop.requeue:
+        record["requeued_slurm_job"] = requeue_slurm_job()
+        write_json_atomic(output_dir / RUN_RECORD, record)
+    then = (
+        f"SLURM job {record['requeued_slurm_job']} requeued"
+        if record["requeued_slurm_job"]
+        else "continue it"
+    )
+    print(
+        f"preempted by {stop.signal_name} at epoch {stop.epoch}, step {stop.step}: "
+        f"saved {record['checkpoint']}; {then} with python -m train resume={output_dir}"
+    )

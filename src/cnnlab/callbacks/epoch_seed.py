@@ -14,8 +14,8 @@ class EpochSeed(L.Callback):
 
     Lightning's checkpoints do not hold the random generators' states, so without this a run resumed
     from the end of epoch N would shuffle and augment epoch N+1 differently from an uninterrupted run.
-    (Persistent DataLoader workers keep their own generators across epochs: exact replay needs
-    ``data.num_workers=0``.) A checkpoint saved mid-epoch (step checkpoints) also carries the
+    (DataLoader workers augment each image from its own seed, drawn by the training sampler:
+    ``cnnlab.data.resumable``.) A checkpoint saved mid-epoch (step checkpoints) also carries the
     generators' states, which a resume restores: dropout and MixUp continue where they were.
     """
 

@@ -18,6 +18,7 @@ from cnnlab.data.batched_transforms import apply_all, batch_transforms, unbatcha
 from cnnlab.data.device_loader import DeviceBatches, choose_loader
 from cnnlab.data.folds import check_fold, fold_split
 from cnnlab.data.readers import ImageSplit
+from cnnlab.data.resumable import SeededSampler, seeded, worker_init
 from cnnlab.data.transforms import Normalize, augmentation
 from cnnlab.errors import ConfigError, DataError
 
@@ -37,11 +38,13 @@ class IndexedImages(Dataset):
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, item: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        # (position, seed) from the training SeededSampler: the augmentation's draws come from the seed
+        item, seed = item if isinstance(item, tuple) else (item, None)
         index = self.indices[item]
         image = self.split.images[index]
         if self.transform is not None:
-            image = self.transform(image)
+            image = self.transform(image) if seed is None else seeded(self.transform, image, seed)
         return image, self.split.labels[index]
 
 
@@ -129,6 +132,9 @@ class ImageDataModule(L.LightningDataModule):
         # the device-resident training stream, and the position a checkpoint restores it to
         self._train_batches: DeviceBatches | None = None
         self._train_batches_state: dict[str, Any] | None = None
+        # the DataLoader path's training sampler, and the mid-epoch position a checkpoint restores
+        self._train_sampler: SeededSampler | None = None
+        self._train_sampler_state: dict[str, int] | None = None
 
     def prepare_data(self) -> None:
         if self.download:
@@ -235,15 +241,38 @@ class ImageDataModule(L.LightningDataModule):
             raise RuntimeError("setup() must run before asking for a loader")
         if self.loader_used == "tensor":
             return self.device_batches(dataset, train)
+        # one process: the seeded sampler (exact mid-epoch resume); DDP: Lightning's distributed sampler
+        sampler = self._seeded_sampler(dataset) if train and self._world_size() == 1 else None
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=train,
+            shuffle=train if sampler is None else None,
+            sampler=sampler,
             drop_last=train and len(dataset) > self.batch_size,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory and torch.cuda.is_available(),
             persistent_workers=self.num_workers > 0,
+            worker_init_fn=worker_init if self.num_workers > 0 else None,
+            # its own generator for the workers' base seed: a loader started on resume draws nothing from
+            # the global one, whose restored state dropout goes on with
+            generator=torch.Generator().manual_seed(sampler.seed if sampler is not None else self.split_seed),
         )
+
+    def _world_size(self) -> int:
+        return self.trainer.world_size if self.trainer is not None else 1
+
+    def _seeded_sampler(self, dataset: IndexedImages) -> SeededSampler:
+        state, self._train_sampler_state = self._train_sampler_state, None
+        sampler = SeededSampler(
+            len(dataset), shuffle=True, seed=state["seed"] if state else torch.initial_seed()
+        )
+        if state:
+            # set here: on resume Lightning starts the loader (and its workers prefetch) before set_epoch
+            sampler.set_epoch(state["epoch"])
+            sampler.resume_at(state["epoch"], state["images"])
+            log.info("data.loader=torch: epoch %d continues after image %d", state["epoch"], state["images"])
+        self._train_sampler = sampler
+        return sampler
 
     def device_batches(
         self, dataset: IndexedImages, train: bool, device: torch.device | str | None = None
@@ -285,16 +314,30 @@ class ImageDataModule(L.LightningDataModule):
         ``configure_optimizers`` asked for ``trainer.estimated_stepping_batches`` (every schedule
         here does); the datamodule's state is restored before the loader is built.
         """
-        state: dict[str, Any] = {}
         if self._train_batches is not None:
-            state["train_batches"] = self._train_batches.state_dict()
-        if self._augment_generator is not None:
+            return {"train_batches": self._train_batches.state_dict()}
+        state: dict[str, Any] = {}
+        if self._augment_generator is not None:  # whole-batch augmentation on the DataLoader path
             state["augment_generator"] = self._augment_generator.get_state()
+        trainer = self.trainer
+        if self._train_sampler is not None and trainer is not None and trainer.state.fn == "fit":
+            # the seed, and mid-epoch the images already trained on: where the DataLoader path continues
+            trained = trainer.fit_loop.epoch_loop.batch_progress.current.ready
+            if 0 < trained < trainer.num_training_batches:
+                state["train_sampler"] = self._train_sampler.state(
+                    trainer.current_epoch, trained * self.batch_size
+                )
+            else:
+                epoch = trainer.current_epoch + (
+                    trained >= trainer.num_training_batches
+                )  # the next one, if done
+                state["train_sampler"] = self._train_sampler.state(epoch, 0)
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._train_batches_state = state_dict.get("train_batches")
         self._augment_generator_state = state_dict.get("augment_generator")
+        self._train_sampler_state = state_dict.get("train_sampler")
 
     def val_dataloader(self) -> DataLoader | list:
         return self._loader(self.val_set, train=False) if self.val_set is not None else []

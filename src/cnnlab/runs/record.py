@@ -60,6 +60,11 @@ def task_overrides() -> list[str]:
     return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
+def timestamp(moment: datetime) -> str:
+    """How records write times: ISO 8601 in UTC, to the millisecond (jobs of a sweep can be ordered)."""
+    return moment.isoformat(timespec="milliseconds")
+
+
 def common_record(cfg: DictConfig, datamodule: Any, started_at: datetime) -> dict[str, Any]:
     """The record fields every run has, neural or classical; each model path adds its own."""
     import lightning as L  # here, not at the top: `python -m results` reads records without torch
@@ -74,7 +79,9 @@ def common_record(cfg: DictConfig, datamodule: Any, started_at: datetime) -> dic
         "fold": getattr(datamodule, "fold", None),  # fold `fold` of `folds` (both null without CV)
         "overrides": task_overrides(),
         "run_dir": str(cfg.paths.output_dir),
-        "started_at": started_at.isoformat(timespec="seconds"),
+        "started_at": timestamp(started_at),
+        # the devices this run was given (hydra/launcher=gpus gives each job its own); null: not set
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         "versions": {"cnnlab": cnnlab.__version__, "torch": torch.__version__, "lightning": L.__version__},
         **git_state(),
     }

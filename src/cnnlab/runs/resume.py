@@ -32,12 +32,15 @@ class RunDirectoryError(ConfigError):
 
 
 def run_state(run_dir: Path) -> str:
-    """``completed``, ``failed`` (a record saying so), ``interrupted`` (a last.ckpt, no record) or ``new``."""
+    """``completed``, ``failed`` (a record saying so), ``interrupted`` (a last.ckpt and no record, or a
+    record of a preempted run) or ``new``."""
     if (run_dir / RUN_RECORD).exists():
         try:
             status = read_run_record(run_dir).get("status", "completed")
         except (OSError, ValueError):
             return "completed"  # unreadable: never overwrite what might be a finished run
+        if status == "preempted":
+            return "interrupted"
         return "failed" if status == "failed" else "completed"
     return "interrupted" if (run_dir / LAST_CHECKPOINT).exists() else "new"
 

@@ -122,7 +122,8 @@ def sweep_goes_on() -> Iterator[None]:
 
 
 class SweepSummary(Callback):
-    """After a sweep: one line per failed job, and exit status 1 if any failed (as ``make -k`` does).
+    """After a sweep: one line per failed, preempted or killed job, and exit status 1 if there is any
+    (as ``make -k`` does).
 
     An Optuna search treats failed trials as part of the search (e.g. a learning rate that diverges),
     so there the exit status stays 0.
@@ -132,19 +133,30 @@ class SweepSummary(Callback):
         import json
 
         sweep_dir = Path(config.hydra.sweep.dir)
-        failed = []
-        for path in sorted(sweep_dir.glob(f"*/{RUN_RECORD}")):
+        unfinished = []  # (job dir, status, why)
+        for job_dir in sorted(path.parent for path in sweep_dir.glob("*/.hydra")):
             try:
-                record = json.loads(path.read_text())
+                record = json.loads((job_dir / RUN_RECORD).read_text())
+            except FileNotFoundError:
+                # a job of hydra/launcher=gpus is a process of its own: killed (e.g. out of memory), it
+                # leaves a checkpoint and no record
+                if (job_dir / "checkpoints" / "last.ckpt").exists():
+                    unfinished.append((job_dir, "interrupted", "no record: the job was killed"))
+                continue
             except (OSError, ValueError):
                 continue
             if record.get("status") == "failed":
-                failed.append((path.parent, record.get("error", "?")))
-        for run_dir, error in failed:
-            print(f"failed: {run_dir}: {error}", file=sys.stderr)
-        if failed:
+                unfinished.append((job_dir, "failed", record.get("error", "?")))
+            elif record.get("status") == "preempted":
+                unfinished.append(
+                    (job_dir, "preempted", f"by {record.get('signal')}, at step {record.get('global_step')}")
+                )
+        for job_dir, status, why in unfinished:
+            print(f"{status}: {job_dir}: {why}", file=sys.stderr)
+        if unfinished:
             print(
-                f"{len(failed)} job(s) of the sweep failed; `python -m results {sweep_dir}` lists every run",
+                f"{len(unfinished)} job(s) of the sweep did not finish; `python -m results {sweep_dir}` "
+                "lists every run; the same command with resume=true continues preempted and killed ones",
                 file=sys.stderr,
             )
             if "optuna" not in str(config.hydra.sweeper.get("_target_", "")):

@@ -1,0 +1,76 @@
+"""hydra/launcher=gpus: one job per device at a time, devices handed on as jobs end (run here on the CPU)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from itertools import combinations
+from pathlib import Path
+
+import pytest
+
+from cnnlab.errors import ConfigError
+from hydra_plugins.cnnlab_launchers.gpus_launcher import devices_per_job, resolve_devices
+from tests.conftest import REPO, run_cli, run_entry
+
+# tiny jobs; data.num_workers stays at its default (auto: DataLoader worker processes in every job)
+JOB = ["model=mlp", "data=mnist", "evaluate=false", "data.val_size=40", "data.batch_size=32"]
+JOB += ["trainer.max_epochs=1", "trainer.accelerator=cpu", "logger=csv"]
+
+
+def interval(record: dict) -> tuple[datetime, datetime]:
+    return datetime.fromisoformat(record["started_at"]), datetime.fromisoformat(record["finished_at"])
+
+
+def test_two_devices_run_three_jobs_never_two_on_one_device(tmp_path: Path, tiny_data: Path) -> None:
+    sweep_dir = tmp_path / "sweep"
+    command = ["-m", "train", "--multirun", "hydra/launcher=gpus", "hydra.launcher.devices=[0,1]"]
+    command += [f"hydra.sweep.dir={sweep_dir}", f"data.root={tiny_data}", *JOB, "seed=0,1,2"]
+    result = run_cli(command, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = [json.loads((sweep_dir / str(n) / "metrics.json").read_text()) for n in range(3)]
+    assert [r["status"] for r in records] == ["completed"] * 3
+    assert sorted(r["seed"] for r in records) == [0, 1, 2]
+    assert {r["cuda_visible_devices"] for r in records} <= {"0", "1"}
+    overlapping = 0
+    for a, b in combinations(records, 2):
+        (start_a, end_a), (start_b, end_b) = interval(a), interval(b)
+        if start_a < end_b and start_b < end_a:  # ran at the same time: never on one device
+            overlapping += 1
+            assert a["cuda_visible_devices"] != b["cuda_visible_devices"], (a, b)
+    assert overlapping >= 1  # the two devices did run jobs in parallel
+    assert "CUDA_VISIBLE_DEVICES=0" in result.stdout and "CUDA_VISIBLE_DEVICES=1" in result.stdout
+
+
+def test_device_pool_and_devices_per_job() -> None:
+    assert resolve_devices(None, ["0", "1"]) == ["0", "1"]  # default: every GPU
+    assert resolve_devices([1], ["0", "1"]) == ["1"]
+    assert resolve_devices([0, 1], []) == ["0", "1"]  # no GPU: named devices, each job on the CPU
+    with pytest.raises(ConfigError, match="names GPU 7, which this machine does not have"):
+        resolve_devices([0, 7], ["0", "1"])
+    with pytest.raises(ConfigError, match="found no GPU"):
+        resolve_devices(None, [])
+    assert devices_per_job(2, 4) == 2 and devices_per_job("auto", 4) == 1 and devices_per_job([0, 1], 2) == 2
+    with pytest.raises(ConfigError, match="asks for 4 devices per job but hydra.launcher.devices holds 2"):
+        devices_per_job(4, 2)
+
+
+def test_more_devices_per_job_than_the_pool_is_one_line(
+    tmp_path: Path, tiny_data: Path, monkeypatch, capsys
+) -> None:
+    sweep_dir = tmp_path / "sweep"
+    args = [
+        "--multirun",
+        "hydra/launcher=gpus",
+        "hydra.launcher.devices=[0,1]",
+        "trainer=ddp",
+        "trainer.devices=3",
+    ]
+    with pytest.raises(SystemExit) as exit_info:
+        run_entry(
+            "train", [*args, f"hydra.sweep.dir={sweep_dir}", f"data.root={tiny_data}", *JOB], monkeypatch
+        )
+    assert exit_info.value.code == 2
+    message = capsys.readouterr().err.strip().splitlines()
+    assert message[-1].startswith("error: trainer.devices=3 asks for 3 devices per job")
+    assert not list(sweep_dir.glob("*/metrics.json"))
