@@ -177,7 +177,7 @@ def _warn_config_drift(saved: dict[str, Any] | None, cfg: DictConfig) -> None:
 
 
 def _setting(key: str, value: Any) -> Any:
-    """A ``_target_`` counts by the name it builds: a class that moved to another module is the same setting."""
+    """A ``_target_`` counts by the name it builds: a class moved to another module is the same setting."""
     return value.rsplit(".", 1)[-1] if key.endswith("_target_") and isinstance(value, str) else value
 
 
