@@ -30,6 +30,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if finished is not None:
         print(f"already finished, skipped: {summary_line(finished)}")
         return finished
+    previous = resume.extended_record(output_dir)  # a finished run trained for longer
     resumed_from = resume.prepare_resume(cfg, output_dir)  # the checkpoint to continue from, validated
     configure_determinism(cfg)
     started_at = datetime.now(timezone.utc)
@@ -47,6 +48,17 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     record = {**common_record(cfg, datamodule, started_at), **results}
     record["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     record["resumed_from"] = os.path.relpath(resumed_from, output_dir) if resumed_from else None
+    if previous is not None:
+        kept = (
+            "epochs",
+            "max_epochs",
+            "best_val_acc",
+            "test_acc",
+            "test_f1_macro",
+            "train_time_s",
+            "finished_at",
+        )
+        record["extended_from"] = {key: previous.get(key) for key in kept}
     if not is_global_zero():  # DDP: rank 0 writes the record
         return record
     write_json_atomic(output_dir / RUN_RECORD, record)
@@ -55,5 +67,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         from cnnlab.analysis.evaluation import evaluate_checkpoint  # matplotlib, captum: only when needed
 
         best = output_dir / record["best_checkpoint"]
-        evaluate_checkpoint(best, output_dir / "eval", tensorboard=(output_dir / "tensorboard").is_dir())
+        # a run trained for longer replaces the analysis of its shorter self
+        evaluate_checkpoint(
+            best,
+            output_dir / "eval",
+            overwrite=previous is not None,
+            tensorboard=(output_dir / "tensorboard").is_dir(),
+        )
     return record

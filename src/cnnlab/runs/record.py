@@ -70,10 +70,12 @@ def summary_line(record: dict[str, Any]) -> str:
         return "n/a" if value is None else f"{value:.4f}"
 
     epochs = f"{record['epochs']} epochs " if record.get("epochs") is not None else ""
+    resumed = record.get("train_time_resumed_s")
+    after_resume = f" ({resumed:.1f} s after the resume)" if resumed is not None else ""
     return (
         f"{record['model']} on {record['dataset']}: test acc {fmt(record.get('test_acc'))}, "
         f"macro-F1 {fmt(record.get('test_f1_macro'))}, best val acc {fmt(record.get('best_val_acc'))}, "
-        f"{record.get('params', 0):,} params, {epochs}in {record.get('train_time_s', 0):.1f} s "
+        f"{record.get('params', 0):,} params, {epochs}in {record.get('train_time_s', 0):.1f} s{after_resume} "
         f"on {record.get('device', '?')} -> {record['run_dir']}"
     )
 

@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 
 from cnnlab.callbacks.epochs_to_accuracy import EpochsToAccuracy
+from cnnlab.callbacks.train_time import TrainTime
 from cnnlab.data import ImageDataModule
 from cnnlab.errors import ConfigError
 from cnnlab.models.build import check_input_shape, count_parameters
@@ -135,6 +136,8 @@ def fit_network(
     callbacks: list[Callback] = instantiate_all(cfg.get("callbacks"))
     milestone = EpochsToAccuracy(cfg.get("val_acc_target", 0.7))
     callbacks.append(milestone)
+    timer = TrainTime()  # the time trained before the checkpoint resumed from, if any
+    callbacks.append(timer)
     loggers: list[Logger] = instantiate_all(cfg.get("logger"))
     trainer: L.Trainer = instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False, precision=resolve_precision(cfg.trainer)
@@ -145,7 +148,8 @@ def fit_network(
         resume.check_checkpoint_fits(Path(cfg.ckpt_path), module)
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     train_time = time.perf_counter() - fit_start
-    epochs_to_val_acc = milestone.epochs  # read before testing restores callback states from a checkpoint
+    # read before testing restores callback states from a checkpoint
+    epochs_to_val_acc, trained_before = milestone.epochs, timer.before_s
 
     checkpoint = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
     best_path = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
@@ -177,7 +181,9 @@ def fit_network(
         "epochs": trainer.current_epoch,
         "max_epochs": cfg.trainer.max_epochs,
         "stopped_early": stopped_early,
-        "train_time_s": round(train_time, 2),
+        "train_time_s": round(trained_before + train_time, 2),
+        # a resumed run: the time after the resume (train_time_s adds the checkpoint's)
+        "train_time_resumed_s": round(train_time, 2) if cfg.get("ckpt_path") else None,
         "best_val_acc": float(best_score) if best_score is not None else None,
         "test_acc": test_metrics.get("test/acc"),
         "test_f1_macro": test_metrics.get("test/f1_macro"),

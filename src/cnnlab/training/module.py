@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -16,10 +17,15 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from cnnlab.errors import ConfigError
 from cnnlab.training.param_groups import apply_lr_scales, parameter_groups
+from cnnlab.training.schedulers import replay
 from cnnlab.training.tta import check_mode, tta_probabilities
+
+log = logging.getLogger(__name__)
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
 SchedulerFactory = Callable[..., LRScheduler]
+# the number of steps a checkpoint's learning-rate schedule spans
+SCHEDULE_STEPS = "cnnlab_schedule_steps"
 
 
 class StepOutputs:
@@ -98,6 +104,9 @@ class ClassifierModule(L.LightningModule):
         self.run_config: dict[str, Any] | None = None
         # NHWC inputs to match a channels_last net (model.channels_last): faster convs on tensor cores
         self.channels_last = False
+        # the steps this run's schedule spans, and a checkpoint being restored (its schedule is checked)
+        self.schedule_steps: int | None = None
+        self._restoring: dict[str, Any] | None = None
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
@@ -175,9 +184,56 @@ class ClassifierModule(L.LightningModule):
             raise ConfigError(
                 "a learning-rate schedule needs a finite run: set trainer.max_epochs, or scheduler=none"
             )
-        scheduler = self.scheduler_factory(optimizer, total_steps=int(total_steps))
+        self.schedule_steps = int(total_steps)
+        if self._restoring is not None:  # before the scheduler below writes into the optimizer's groups
+            self._fit_restored_schedule(self._restoring, optimizer)
+            self._restoring = None
+        scheduler = self.scheduler_factory(optimizer, total_steps=self.schedule_steps)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def _fit_restored_schedule(self, checkpoint: dict[str, Any], optimizer: Optimizer) -> None:
+        """Rebuild a checkpoint's LR schedule for this run's length when the two differ.
+
+        A scheduler's state holds its length (cosine's ``T_max``, one-cycle's ``total_steps``, ...), so a
+        run resumed with more epochs would otherwise keep the old schedule, which ends early and, for
+        cosine, climbs back up from zero. The rebuilt schedule continues at the checkpoint's step, so
+        its LR jumps to the new schedule's value there.
+        """
+        states = checkpoint.get("lr_schedulers") or []
+        saved_steps = checkpoint.get(SCHEDULE_STEPS)
+        if saved_steps is None:  # a checkpoint from before the length was saved: compare the epochs
+            epochs = [
+                (c or {}).get("trainer", {}).get("max_epochs")
+                for c in (checkpoint.get("cnnlab_config"), self.run_config)
+            ]
+            if None in epochs or epochs[0] == epochs[1]:
+                return
+        if not states or saved_steps == self.schedule_steps:
+            return
+        steps_taken = int(states[0].get("last_epoch", checkpoint["global_step"]))
+        state, written = replay(self.scheduler_factory, optimizer, self.schedule_steps, steps_taken)
+        saved_groups = checkpoint["optimizer_states"][0]["param_groups"]
+        old_lr = saved_groups[0]["lr"]
+        for saved_group, values in zip(saved_groups, written, strict=False):
+            saved_group.update(values)
+        states[0] = state
+        log.warning(
+            "the checkpoint's learning-rate schedule spans %s steps and this run %d: rebuilt for %d steps "
+            "and continued at step %d, where its LR is %.3g (the checkpoint's was %.3g)",
+            saved_steps if saved_steps is not None else "another number of",
+            self.schedule_steps,
+            self.schedule_steps,
+            steps_taken,
+            written[0]["lr"],
+            old_lr,
+        )
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Lightning restores the optimizer and scheduler states after configure_optimizers, from this dict
+        self._restoring = checkpoint
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.run_config is not None:
             checkpoint["cnnlab_config"] = self.run_config
+        if self.schedule_steps is not None:
+            checkpoint[SCHEDULE_STEPS] = self.schedule_steps
