@@ -147,3 +147,22 @@ def test_optional_columns_appear_when_runs_have_them() -> None:
     text = markdown(rows, [], by=("model", "dataset"))
     assert "epochs to val target" in text and "3.0 ± 1.4 (2/3 runs)" in text
     assert "TTA top-1" not in text
+
+
+def test_a_debug_run_is_listed_apart_never_as_a_result(
+    train_run, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    from cnnlab.runs.record import read_run_record
+    from tests.conftest import run_entry
+
+    real = train_run("model=mlp", "data=mnist", run_dir=tmp_path / "runs" / "real")
+    debug = train_run("model=mlp", "data=mnist", "debug=fdr", run_dir=tmp_path / "runs" / "fdr")
+    assert real["status"] == "completed" and real["debug"] is None
+    assert debug["status"] == "debug" and debug["debug"] == "debug=fdr"
+    assert "debug run (debug=fdr), not a result" in capsys.readouterr().out
+    assert read_run_record(tmp_path / "runs" / "fdr")["status"] == "debug"
+
+    run_entry("results", [str(tmp_path / "runs")], monkeypatch)
+    table, listed = capsys.readouterr().out.split("Failed, incomplete or debug runs")
+    assert "1 finished runs in 1 rows" in table
+    assert "debug=fdr: a debug run, not a result" in listed and "fdr" in listed and "real" not in listed

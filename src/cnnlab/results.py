@@ -35,7 +35,7 @@ class Run:
     """One run directory: its record when it finished, else why it has none."""
 
     path: Path
-    status: str  # completed | failed | incomplete
+    status: str  # completed | failed | incomplete | debug
     record: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
 
@@ -79,7 +79,10 @@ def find_runs(roots: Iterable[Path | str]) -> list[Run]:
                 runs[run_dir] = Run(record_path.parent, "failed", error=f"unreadable {RUN_RECORD}: {error}")
                 continue
             status = record.get("status", "completed")
-            runs[run_dir] = Run(record_path.parent, status, record, record.get("error"))
+            error = record.get("error") or (
+                f"{record.get('debug')}: a debug run, not a result" if status == "debug" else None
+            )
+            runs[run_dir] = Run(record_path.parent, status, record, error)
         for hydra_dir in sorted(root.rglob(".hydra")):
             run_dir = hydra_dir.parent
             if hydra_dir.is_dir() and run_dir.resolve() not in runs:
@@ -192,7 +195,7 @@ def markdown(rows: Sequence[dict[str, Any]], problems: Sequence[Run], by: Sequen
         + f"\n\n{runs} finished runs in {len(rows)} rows (mean ± sample std over the runs of a row).\n"
     )
     if problems:
-        text += "\n**Failed or incomplete runs** (not in the table):\n\n"
+        text += "\n**Failed, incomplete or debug runs** (not in the table):\n\n"
         text += "| run | status | overrides | error |\n|---|---|---|---|\n"
         for run in problems:
             overrides = " ".join(run.record.get("overrides") or [])
