@@ -100,3 +100,36 @@ def test_resume_of_a_directory_without_a_run_is_reported(tmp_path, monkeypatch, 
         run_entry("train", [f"resume={tmp_path}"], monkeypatch)
     assert exit_info.value.code == 2
     assert "overrides.yaml not found; pass a run directory written by" in last_error_line(capsys)
+
+
+def test_a_setting_that_is_not_a_number_is_one_line(train_run, tmp_path, capsys) -> None:
+    run_dir = tmp_path / "lr"
+    with pytest.raises(SystemExit) as exit_info:
+        train_run(*FAST, "optimizer.lr=abc", run_dir=run_dir)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: optimizer.lr='abc' is not a number"), err
+    assert "optimizer.lr=0.05" in err[0]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_gpu_trainer_without_a_gpu_is_one_line(train_run, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        train_run(*FAST, "trainer=gpu", "trainer.accelerator=gpu")
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "has no usable GPU" in err[0] and "use trainer=cpu" in err[0], err
+
+
+@pytest.mark.parametrize("entry", ["evaluate", "predict"])
+def test_corrupt_checkpoint_for_analysis_names_the_file_and_the_fix(
+    entry: str, finished_checkpoint: Path, tmp_path, monkeypatch, capsys
+) -> None:
+    corrupt = tmp_path / "corrupt.ckpt"
+    corrupt.write_bytes(finished_checkpoint.read_bytes()[:30000])
+    with pytest.raises(SystemExit) as exit_info:
+        image = [f"image={corrupt}"] if entry == "predict" else []
+        run_entry(entry, [f"ckpt_path={corrupt}", *image], monkeypatch)
+    assert exit_info.value.code == 2
+    message = last_error_line(capsys)
+    assert f"{corrupt} is corrupt or truncated" in message and "another checkpoint of the run" in message

@@ -217,7 +217,9 @@ def test_missing_and_corrupt_checkpoints_are_one_line_errors(run: Path, tmp_path
     expect_user_error(evaluate, [], capsys, "ckpt_path=")
     garbage = tmp_path / "garbage.ckpt"
     garbage.write_bytes(b"this is not a checkpoint")
-    expect_user_error(evaluate, [f"ckpt_path={garbage}"], capsys, "cannot read checkpoint", "corrupt")
+    expect_user_error(
+        evaluate, [f"ckpt_path={garbage}"], capsys, "is corrupt or truncated", "another checkpoint"
+    )
     truncated = tmp_path / "truncated.ckpt"
     truncated.write_bytes((run / read_run_record(run)["best_checkpoint"]).read_bytes()[:5000])
     expect_user_error(

@@ -23,6 +23,13 @@ class CheckpointError(CnnlabError):
     """A checkpoint is missing, unreadable, or does not fit the data or model asked for."""
 
 
+def reason_of(error: BaseException, limit: int = 160) -> str:
+    """An exception as a short clause for a one-line message: its type and first line (``KeyError: 101``)."""
+    lines = str(error).strip().splitlines()
+    first = lines[0][:limit] if lines else ""
+    return f"{type(error).__name__}: {first}" if first else type(error).__name__
+
+
 def user_error(error: BaseException) -> CnnlabError | None:
     """The CnnlabError behind ``error``, also when a library (e.g. Hydra's instantiate) wrapped it."""
     seen: BaseException | None = error

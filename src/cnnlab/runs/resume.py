@@ -17,7 +17,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from cnnlab.errors import CheckpointError, ConfigError, exit_on_user_error
+from cnnlab.errors import CheckpointError, ConfigError, exit_on_user_error, reason_of
 from cnnlab.runs.record import RUN_RECORD, flatten_config, read_run_record
 
 log = logging.getLogger(__name__)
@@ -181,9 +181,9 @@ def load_training_checkpoint(path: Path) -> dict[str, Any]:
         # Lightning's own format pickles hyperparameters, so it cannot be read with weights_only
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise CheckpointError(
-            f"{path} is corrupt or truncated ({reason}); resume from another checkpoint (e.g. "
+            f"{path} is corrupt or truncated (reading it failed with {reason_of(error)}); resume from "
+            "another checkpoint (e.g. "
             "checkpoints/epoch_*.ckpt) or start a new run without ckpt_path / resume"
         ) from error
     if not isinstance(checkpoint, dict) or not checkpoint.keys() >= TRAINING_CHECKPOINT_KEYS:

@@ -15,13 +15,14 @@ import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 
 from cnnlab.callbacks.epochs_to_accuracy import EpochsToAccuracy
 from cnnlab.callbacks.train_time import TrainTime
 from cnnlab.data import ImageDataModule
-from cnnlab.errors import ConfigError
+from cnnlab.errors import ConfigError, reason_of
 from cnnlab.models.build import check_input_shape, count_parameters
 from cnnlab.runs import resume
 from cnnlab.runs.record import device_name, hparams, hydra_choice
@@ -109,6 +110,33 @@ def build_module(cfg: DictConfig, net: nn.Module, datamodule: ImageDataModule) -
     return module
 
 
+def build_trainer(trainer_cfg: DictConfig, callbacks: list[Callback], loggers: list[Logger]) -> L.Trainer:
+    """The Lightning Trainer of the config; a setting Lightning rejects (e.g. a GPU where there is none) is a
+    ConfigError."""
+    try:
+        return instantiate(
+            trainer_cfg,
+            callbacks=callbacks,
+            logger=loggers or False,
+            precision=resolve_precision(trainer_cfg),
+        )
+    except Exception as error:
+        cause: BaseException | None = error
+        while cause is not None and not isinstance(cause, MisconfigurationException):
+            cause = cause.__cause__ or cause.__context__
+        if cause is None:
+            raise
+        accelerator = trainer_cfg.get("accelerator", "auto")
+        if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+            raise ConfigError(
+                f"trainer.accelerator={accelerator} (trainer=gpu) but this machine has no usable GPU "
+                f"({reason_of(cause)}); use trainer=cpu, or trainer.accelerator=auto (a GPU if there is one)"
+            ) from error
+        raise ConfigError(
+            f"Lightning rejects the trainer settings ({reason_of(cause)}); fix the trainer.* overrides"
+        ) from error
+
+
 def fit_network(
     cfg: DictConfig, net: nn.Module, datamodule: ImageDataModule, output_dir: Path
 ) -> dict[str, Any] | None:
@@ -124,6 +152,7 @@ def fit_network(
         _without_validation(cfg)
     check_input_shape(net, datamodule.shape, datamodule.num_classes, datamodule.name)
     module = build_module(cfg, net, datamodule)
+    module.make_optimizer()  # a bad optimizer setting (optimizer.lr=abc) stops here, before training starts
     resolved = OmegaConf.to_container(cfg, resolve=True)
     module.run_config = resolved
     lr_found = None
@@ -139,9 +168,7 @@ def fit_network(
     timer = TrainTime()  # the time trained before the checkpoint resumed from, if any
     callbacks.append(timer)
     loggers: list[Logger] = instantiate_all(cfg.get("logger"))
-    trainer: L.Trainer = instantiate(
-        cfg.trainer, callbacks=callbacks, logger=loggers or False, precision=resolve_precision(cfg.trainer)
-    )
+    trainer = build_trainer(cfg.trainer, callbacks, loggers)
 
     fit_start = time.perf_counter()
     if cfg.get("ckpt_path"):  # resuming: set by resume.prepare_resume

@@ -15,7 +15,7 @@ from torch.optim.lr_scheduler import LRScheduler
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
-from cnnlab.errors import ConfigError
+from cnnlab.errors import ConfigError, reason_of
 from cnnlab.training.param_groups import apply_lr_scales, parameter_groups
 from cnnlab.training.schedulers import replay
 from cnnlab.training.tta import check_mode, tta_probabilities
@@ -171,7 +171,17 @@ class ClassifierModule(L.LightningModule):
     def make_optimizer(self) -> Optimizer:
         """The configured optimizer over the net's parameter groups, with their LR scales applied."""
         groups = parameter_groups(self.net, self.decay_norm_and_bias)
-        optimizer = self.optimizer_factory(groups, **({} if self.lr is None else {"lr": self.lr}))
+        try:
+            optimizer = self.optimizer_factory(groups, **({} if self.lr is None else {"lr": self.lr}))
+        except (TypeError, ValueError) as error:  # e.g. optimizer.lr=abc: torch compares it with 0.0
+            settings = getattr(
+                self.optimizer_factory, "keywords", {}
+            )  # Hydra's _partial_: a functools.partial
+            text = [f"optimizer.{key}={value!r}" for key, value in settings.items() if isinstance(value, str)]
+            culprit = f"{', '.join(text)} is not a number" if text else "the optimizer rejects its settings"
+            raise ConfigError(
+                f"{culprit} ({reason_of(error)}); fix the optimizer.* overrides, e.g. optimizer.lr=0.05"
+            ) from error
         apply_lr_scales(optimizer)
         return optimizer
 
