@@ -12,7 +12,7 @@ CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="evaluate")
-def main(cfg: DictConfig) -> float:
+def run(cfg: DictConfig) -> float:
     from cnnlab.baselines.trained import classical_run
     from cnnlab.errors import exit_on_user_error
 
@@ -38,6 +38,13 @@ def main(cfg: DictConfig) -> float:
                 tensorboard=cfg.tensorboard,
             )
     return metrics["accuracy"]
+
+
+def main() -> None:
+    from cnnlab.errors import hydra_errors_in_one_line
+
+    with hydra_errors_in_one_line(CONFIG_DIR, "evaluate"):
+        run()
 
 
 if __name__ == "__main__":

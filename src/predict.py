@@ -12,7 +12,7 @@ CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="predict")
-def main(cfg: DictConfig) -> None:
+def run(cfg: DictConfig) -> None:
     from cnnlab.baselines.trained import classical_run
     from cnnlab.errors import exit_on_user_error
 
@@ -36,6 +36,13 @@ def main(cfg: DictConfig) -> None:
             device=cfg.device,
             dataset=dataset,
         )
+
+
+def main() -> None:
+    from cnnlab.errors import hydra_errors_in_one_line
+
+    with hydra_errors_in_one_line(CONFIG_DIR, "predict"):
+        run()
 
 
 if __name__ == "__main__":

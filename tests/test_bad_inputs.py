@@ -133,3 +133,16 @@ def test_corrupt_checkpoint_for_analysis_names_the_file_and_the_fix(
     assert exit_info.value.code == 2
     message = last_error_line(capsys)
     assert f"{corrupt} is corrupt or truncated" in message and "another checkpoint of the run" in message
+
+
+@pytest.mark.parametrize(
+    ("typo", "meant"),
+    [("trainer.max_epoch=1", "trainer.max_epochs"), ("modle=mlp", "model"), ("model.c=0.1", "model.C")],
+)
+def test_a_misspelt_key_names_the_closest_one(typo: str, meant: str, tiny_data, monkeypatch, capsys) -> None:
+    group = ["model=hog_svm"] if typo.startswith("model.") else []  # the groups chosen decide the keys
+    with pytest.raises(SystemExit) as exit_info:
+        run_entry("train", [*group, typo, f"data.root={tiny_data}"], monkeypatch)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"did you mean {meant}?" in err[0] and "+" not in err[0], err
