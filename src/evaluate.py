@@ -22,7 +22,12 @@ def run(cfg: DictConfig) -> float:
             from cnnlab.baselines.trained import evaluate_classical
 
             metrics = evaluate_classical(
-                run_dir, cfg.output_dir, cfg.overwrite, dataset=cfg.data.get("name"), data_root=cfg.data.root
+                run_dir,
+                cfg.output_dir,
+                cfg.overwrite,
+                dataset=cfg.data.get("name"),
+                data_root=cfg.data.root,
+                download=cfg.data.download,
             )
         else:
             from cnnlab.analysis.evaluation import evaluate_checkpoint
@@ -33,6 +38,7 @@ def run(cfg: DictConfig) -> float:
                 overwrite=cfg.overwrite,
                 dataset=cfg.data.get("name"),
                 data_root=cfg.data.root,
+                download=cfg.data.download,
                 batch_size=cfg.batch_size,
                 device=cfg.device,
                 tensorboard=cfg.tensorboard,

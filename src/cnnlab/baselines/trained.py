@@ -100,6 +100,7 @@ def evaluate_classical(
     overwrite: bool = False,
     dataset: str | None = None,
     data_root: str | Path | None = None,
+    download: bool = False,
 ) -> dict[str, Any]:
     """The test-set report of a classical run: what training writes to eval/, in a new output folder."""
     from cnnlab.analysis.evaluation import EVAL_METRICS, choose_output_dir
@@ -110,6 +111,9 @@ def evaluate_classical(
     trained = load_classical(run_dir, dataset, data_root)
     out = choose_output_dir(output_dir, run_dir, overwrite)
     datamodule = trained.datamodule
+    if download:
+        datamodule.download = True
+        datamodule.prepare_data()
     datamodule.setup("test")  # reads the test files: a data problem stops us before anything is written
     split = datamodule.test_set.split
     predictions = trained.scores(split.images.numpy(), desc=f"HOG {datamodule.name} test").argmax(axis=1)
