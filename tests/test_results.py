@@ -166,3 +166,19 @@ def test_a_debug_run_is_listed_apart_never_as_a_result(
     table, listed = capsys.readouterr().out.split("Failed, incomplete or debug runs")
     assert "1 finished runs in 1 rows" in table
     assert "debug=fdr: a debug run, not a result" in listed and "fdr" in listed and "real" not in listed
+
+
+def test_a_partial_test_set_is_recorded_and_flagged(train_run, tmp_path: Path, monkeypatch, capsys) -> None:
+    from tests.conftest import run_entry
+
+    full = train_run("model=mlp", "data=mnist", run_dir=tmp_path / "runs" / "full")
+    part = train_run(
+        "model=mlp", "data=mnist", "+trainer.limit_test_batches=0.5", run_dir=tmp_path / "runs" / "part"
+    )
+    assert (full["test_images"], full["test_set_images"]) == (100, 100)
+    assert (part["test_images"], part["test_set_images"]) == (64, 100)  # 2 of the 4 batches of 32
+    capsys.readouterr()
+    run_entry("results", [str(tmp_path / "runs")], monkeypatch)
+    text = capsys.readouterr().out
+    marked = [line for line in text.splitlines() if line.startswith("| mlp") and "†" in line]
+    assert len(marked) == 1 and "1 run(s) of the marked rows tested only part of the test set" in text

@@ -27,6 +27,7 @@ METRICS = {"test_acc": "test top-1", "test_f1_macro": "macro-F1", "best_val_acc"
 # shown only when some run of the table has them: TTA accuracy, epochs to the validation target
 OPTIONAL_METRICS = {"test_tta_acc": "TTA top-1", "epochs_to_val_acc": "epochs to val target"}
 GROUP_FIELDS = ("model", "dataset", "features", "config")
+PARTIAL = "†"  # marks a row with runs tested on part of the test set
 DEFAULT_SORT = ("dataset", "model", "config")
 
 
@@ -135,9 +136,16 @@ def summarize(runs: Sequence[Run], by: Sequence[str] = GROUP_FIELDS) -> list[dic
         row["train_time_s_mean"] = statistics.fmean(times) if times else None
         row["device"] = _distinct(run.record.get("device") for run in members)
         row["epochs"] = _distinct(run.record.get("epochs") for run in members)
+        row["partial_test"] = sum(_partial_test(run.record) for run in members)
         row["run_dirs"] = " ".join(sorted(str(run.path) for run in members))
         rows.append(row)
     return rows
+
+
+def _partial_test(record: dict[str, Any]) -> bool:
+    """Whether the run tested only part of its test set (e.g. +trainer.limit_test_batches=0.2)."""
+    tested, total = record.get("test_images"), record.get("test_set_images")
+    return isinstance(tested, int) and isinstance(total, int) and tested < total
 
 
 def sort_rows(rows: list[dict[str, Any]], keys: Sequence[str]) -> list[dict[str, Any]]:
@@ -181,7 +189,10 @@ def markdown(rows: Sequence[dict[str, Any]], problems: Sequence[Run], by: Sequen
         time_s = "n/a" if row["train_time_s_mean"] is None else f"{row['train_time_s_mean']:.1f}"
         cells = [
             *(f"`{row[c]}`" if c == "config" and row[c] else row[c] for c in columns),
-            *(_mean_std(row, metric) for metric in metrics),
+            *(
+                _mean_std(row, metric) + (PARTIAL if metric == "test_acc" and row["partial_test"] else "")
+                for metric in metrics
+            ),
             params,
             time_s,
             row["device"],
@@ -194,6 +205,12 @@ def markdown(rows: Sequence[dict[str, Any]], problems: Sequence[Run], by: Sequen
         "\n".join(lines)
         + f"\n\n{runs} finished runs in {len(rows)} rows (mean ± sample std over the runs of a row).\n"
     )
+    partial = sum(row["partial_test"] for row in rows)
+    if partial:
+        text += (
+            f"\n{PARTIAL} {partial} run(s) of the marked rows tested only part of the test set "
+            "(trainer.limit_test_batches: test_images < test_set_images), not comparable with the others.\n"
+        )
     if problems:
         text += "\n**Failed, incomplete or debug runs** (not in the table):\n\n"
         text += "| run | status | overrides | error |\n|---|---|---|---|\n"

@@ -118,6 +118,7 @@ def fit_classical(
         "train_images": len(train_idx),
         "val_images": len(val_idx),
         "test_images": test_images,
+        "test_set_images": test_images,
         "device": f"cpu ({os.cpu_count()} cores)",
         "model_file": MODEL_FILE,
     }

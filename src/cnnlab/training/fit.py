@@ -222,7 +222,9 @@ def fit_network(
         "val_acc_target": milestone.target,
         "train_images": len(datamodule.train_set) if datamodule.train_set is not None else None,
         "val_images": datamodule.val_size,
-        "test_images": len(datamodule.test_set) if datamodule.test_set is not None else None,
+        # the images tested (fewer than the test set's with trainer.limit_test_batches), and the test set's
+        "test_images": module.tested_images if test_metrics else None,
+        "test_set_images": len(datamodule.test_set) if datamodule.test_set is not None else None,
         "batch_size": datamodule.batch_size,
         "optimizer": hydra_choice("optimizer", cfg.optimizer._target_),
         "lr": lr_found or cfg.optimizer.get("lr"),

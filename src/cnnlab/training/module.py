@@ -107,6 +107,8 @@ class ClassifierModule(L.LightningModule):
         # the steps this run's schedule spans, and a checkpoint being restored (its schedule is checked)
         self.schedule_steps: int | None = None
         self._restoring: dict[str, Any] | None = None
+        # images in the last test epoch (all processes)
+        self.tested_images: int | None = None
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
@@ -129,6 +131,8 @@ class ClassifierModule(L.LightningModule):
             return {}
         metrics: MetricCollection = getattr(self, f"{stage}_metrics")
         loss: MeanMetric = getattr(self, f"{stage}_loss")
+        if stage == "test":  # what was really tested: limit_test_batches may stop short of the test set
+            self.tested_images = self._count_images(sum(outputs.counts))
         outputs.flush_into(metrics, loss)
         values = {f"{stage}/loss": loss.compute(), **metrics.compute()}
         loss.reset()
@@ -137,6 +141,13 @@ class ClassifierModule(L.LightningModule):
             values.update(self.tta_metrics.compute())
             self.tta_metrics.reset()
         return values
+
+    def _count_images(self, count: int) -> int:
+        """``count`` summed over the processes of a distributed run."""
+        if self._trainer is None or self.trainer.world_size == 1:
+            return count
+        total = self.trainer.strategy.reduce(torch.tensor(count, device=self.device), reduce_op="sum")
+        return int(total)
 
     def _log_epoch(self, stage: str) -> None:
         values = self.epoch_metrics(stage)
