@@ -146,3 +146,25 @@ def test_a_misspelt_key_names_the_closest_one(typo: str, meant: str, tiny_data, 
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"did you mean {meant}?" in err[0] and "+" not in err[0], err
+
+
+def test_the_shared_data_defaults_are_not_offered_as_a_dataset(tiny_data, monkeypatch, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        run_entry("train", ["data=common", f"data.root={tiny_data}"], monkeypatch)
+    assert exit_info.value.code != 0
+    err = capsys.readouterr().err
+    options = err.split("Available options in 'data':", 1)[1].split("Config search path")[0].split()
+    assert "Could not find 'data/common'" in err and options == ["cifar10", "fashion_mnist", "mnist"]
+    # every dataset still has the shared settings
+    from hydra import compose, initialize_config_dir
+
+    from tests.conftest import CONF
+
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        for name in options:
+            data = compose("train", [f"data={name}"]).data
+            assert (
+                data._target_ == "cnnlab.data.ImageDataModule"
+                and data.batch_size == 128
+                and data.name == name
+            )
