@@ -168,3 +168,15 @@ def test_the_shared_data_defaults_are_not_offered_as_a_dataset(tiny_data, monkey
                 and data.batch_size == 128
                 and data.name == name
             )
+
+
+def test_a_run_failing_before_training_keeps_its_log_and_error_only(train_run, tmp_path, capsys) -> None:
+    run_dir = tmp_path / "bad-config"
+    with pytest.raises(SystemExit):
+        train_run(*FAST, "logger=default", "data.val_size=1000", run_dir=run_dir)
+    error = last_error_line(capsys).removeprefix("error: ")
+    record = read_run_record(run_dir)
+    assert record["status"] == "failed" and record["error"] == error and record["before_training"]
+    assert "data.val_size=1000 is invalid" in (run_dir / "train.log").read_text()
+    # nothing that TensorBoard or the results table would take for a run
+    assert sorted(p.name for p in run_dir.iterdir()) == [".hydra", "metrics.json", "train.log"]
