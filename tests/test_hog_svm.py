@@ -191,7 +191,11 @@ ONE_BATCH = [
 def test_every_model_runs_on_fashion_mnist(train_run, tmp_path: Path, model: str) -> None:
     overrides = [f"model={model}", "data=fashion_mnist", f"paths.cache_dir={tmp_path / 'cache'}", *ONE_BATCH]
     record = train_run(*overrides, *MODEL_OVERRIDES.get(model, []))
-    assert record["dataset"] == "fashion_mnist" and record["model"] == model and record["test_images"] == 100
+    assert (
+        record["dataset"] == "fashion_mnist" and record["model"] == model and record["test_set_images"] == 100
+    )
+    # limit_test_batches=1 tests one batch of 32 (the SVM takes no batches: the whole test set)
+    assert record["test_images"] == (100 if model == "hog_svm" else 32)
     assert 0 <= record["test_acc"] <= 1 and record["params"] > 0
 
 

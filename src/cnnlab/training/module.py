@@ -106,7 +106,7 @@ class ClassifierModule(L.LightningModule):
         self.channels_last = False
         # the steps this run's schedule spans, and a checkpoint being restored (its schedule is checked)
         self.schedule_steps: int | None = None
-        self._restoring: dict[str, Any] | None = None
+        self._restoring: tuple[Any, dict[str, Any]] | None = None
         # images in the last test epoch (all processes)
         self.tested_images: int | None = None
 
@@ -206,9 +206,11 @@ class ClassifierModule(L.LightningModule):
                 "a learning-rate schedule needs a finite run: set trainer.max_epochs, or scheduler=none"
             )
         self.schedule_steps = int(total_steps)
-        if self._restoring is not None:  # before the scheduler below writes into the optimizer's groups
-            self._fit_restored_schedule(self._restoring, optimizer)
-            self._restoring = None
+        restoring, self._restoring = self._restoring, None
+        # a checkpoint this trainer restores (not one another trainer, e.g. the LR finder's, loaded before);
+        # checked before the scheduler below writes into the optimizer's groups
+        if restoring is not None and restoring[0] is self.trainer:
+            self._fit_restored_schedule(restoring[1], optimizer)
         scheduler = self.scheduler_factory(optimizer, total_steps=self.schedule_steps)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
@@ -251,7 +253,7 @@ class ClassifierModule(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Lightning restores the optimizer and scheduler states after configure_optimizers, from this dict
-        self._restoring = checkpoint
+        self._restoring = (self._trainer, checkpoint)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.run_config is not None:
