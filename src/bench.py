@@ -12,7 +12,7 @@ from train import CONFIG_DIR
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="bench")
-def main(cfg: DictConfig) -> None:
+def run(cfg: DictConfig) -> None:
     from cnnlab.bench import run_benchmark
     from cnnlab.errors import exit_on_user_error
 
@@ -23,6 +23,13 @@ def main(cfg: DictConfig) -> None:
             run_suite(cfg, Path(CONFIG_DIR), Path(cfg.paths.output_dir))
         else:
             run_benchmark(cfg, Path(cfg.paths.output_dir))
+
+
+def main() -> None:
+    from cnnlab.errors import hydra_errors_in_one_line
+
+    with hydra_errors_in_one_line(CONFIG_DIR, "bench"):
+        run()
 
 
 if __name__ == "__main__":

@@ -12,22 +12,45 @@ CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="evaluate")
-def main(cfg: DictConfig) -> float:
-    from cnnlab.analysis.evaluation import evaluate_checkpoint
+def run(cfg: DictConfig) -> float:
+    from cnnlab.baselines.trained import classical_run
     from cnnlab.errors import exit_on_user_error
 
     with exit_on_user_error():
-        metrics = evaluate_checkpoint(
-            cfg.ckpt_path,
-            output_dir=cfg.output_dir,
-            overwrite=cfg.overwrite,
-            dataset=cfg.data.get("name"),
-            data_root=cfg.data.root,
-            batch_size=cfg.batch_size,
-            device=cfg.device,
-            tensorboard=cfg.tensorboard,
-        )
+        run_dir = classical_run(cfg.ckpt_path)
+        if run_dir is not None:  # model=hog_svm: a fitted sklearn pipeline, no checkpoint
+            from cnnlab.baselines.trained import evaluate_classical
+
+            metrics = evaluate_classical(
+                run_dir,
+                cfg.output_dir,
+                cfg.overwrite,
+                dataset=cfg.data.get("name"),
+                data_root=cfg.data.root,
+                download=cfg.data.download,
+            )
+        else:
+            from cnnlab.analysis.evaluation import evaluate_checkpoint
+
+            metrics = evaluate_checkpoint(
+                cfg.ckpt_path,
+                output_dir=cfg.output_dir,
+                overwrite=cfg.overwrite,
+                dataset=cfg.data.get("name"),
+                data_root=cfg.data.root,
+                download=cfg.data.download,
+                batch_size=cfg.batch_size,
+                device=cfg.device,
+                tensorboard=cfg.tensorboard,
+            )
     return metrics["accuracy"]
+
+
+def main() -> None:
+    from cnnlab.errors import hydra_errors_in_one_line
+
+    with hydra_errors_in_one_line(CONFIG_DIR, "evaluate"):
+        run()
 
 
 if __name__ == "__main__":

@@ -12,11 +12,20 @@ CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="predict")
-def main(cfg: DictConfig) -> None:
-    from cnnlab.analysis.prediction import predict
+def run(cfg: DictConfig) -> None:
+    from cnnlab.baselines.trained import classical_run
     from cnnlab.errors import exit_on_user_error
 
+    dataset = cfg.get("data", {}).get("name")
     with exit_on_user_error():
+        run_dir = classical_run(cfg.ckpt_path)
+        if run_dir is not None:  # model=hog_svm: a fitted sklearn pipeline, no checkpoint
+            from cnnlab.baselines.trained import predict_classical
+
+            predict_classical(run_dir, cfg.image, cfg.output, cfg.overwrite, cfg.top_k, dataset=dataset)
+            return
+        from cnnlab.analysis.prediction import predict
+
         predict(
             cfg.ckpt_path,
             cfg.image,
@@ -25,8 +34,15 @@ def main(cfg: DictConfig) -> None:
             top_k=cfg.top_k,
             batch_size=cfg.batch_size,
             device=cfg.device,
-            dataset=cfg.get("data", {}).get("name"),
+            dataset=dataset,
         )
+
+
+def main() -> None:
+    from cnnlab.errors import hydra_errors_in_one_line
+
+    with hydra_errors_in_one_line(CONFIG_DIR, "predict"):
+        run()
 
 
 if __name__ == "__main__":

@@ -32,12 +32,13 @@ def run(cfg: DictConfig) -> float | None:
 
 def main() -> None:
     """``resume=<run dir>`` becomes that run's saved overrides before Hydra parses the command line."""
-    from cnnlab.errors import exit_on_user_error
+    from cnnlab.errors import exit_on_user_error, hydra_errors_in_one_line
     from cnnlab.runs.resume import resume_argv
 
     with exit_on_user_error():
         sys.argv = resume_argv(sys.argv)
-    run()
+    with hydra_errors_in_one_line(CONFIG_DIR, "train"):
+        run()
 
 
 if __name__ == "__main__":

@@ -100,3 +100,83 @@ def test_resume_of_a_directory_without_a_run_is_reported(tmp_path, monkeypatch, 
         run_entry("train", [f"resume={tmp_path}"], monkeypatch)
     assert exit_info.value.code == 2
     assert "overrides.yaml not found; pass a run directory written by" in last_error_line(capsys)
+
+
+def test_a_setting_that_is_not_a_number_is_one_line(train_run, tmp_path, capsys) -> None:
+    run_dir = tmp_path / "lr"
+    with pytest.raises(SystemExit) as exit_info:
+        train_run(*FAST, "optimizer.lr=abc", run_dir=run_dir)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: optimizer.lr='abc' is not a number"), err
+    assert "optimizer.lr=0.05" in err[0]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_gpu_trainer_without_a_gpu_is_one_line(train_run, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        train_run(*FAST, "trainer=gpu", "trainer.accelerator=gpu")
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "has no usable GPU" in err[0] and "use trainer=cpu" in err[0], err
+
+
+@pytest.mark.parametrize("entry", ["evaluate", "predict"])
+def test_corrupt_checkpoint_for_analysis_names_the_file_and_the_fix(
+    entry: str, finished_checkpoint: Path, tmp_path, monkeypatch, capsys
+) -> None:
+    corrupt = tmp_path / "corrupt.ckpt"
+    corrupt.write_bytes(finished_checkpoint.read_bytes()[:30000])
+    with pytest.raises(SystemExit) as exit_info:
+        image = [f"image={corrupt}"] if entry == "predict" else []
+        run_entry(entry, [f"ckpt_path={corrupt}", *image], monkeypatch)
+    assert exit_info.value.code == 2
+    message = last_error_line(capsys)
+    assert f"{corrupt} is corrupt or truncated" in message and "another checkpoint of the run" in message
+
+
+@pytest.mark.parametrize(
+    ("typo", "meant"),
+    [("trainer.max_epoch=1", "trainer.max_epochs"), ("modle=mlp", "model"), ("model.c=0.1", "model.C")],
+)
+def test_a_misspelt_key_names_the_closest_one(typo: str, meant: str, tiny_data, monkeypatch, capsys) -> None:
+    group = ["model=hog_svm"] if typo.startswith("model.") else []  # the groups chosen decide the keys
+    with pytest.raises(SystemExit) as exit_info:
+        run_entry("train", [*group, typo, f"data.root={tiny_data}"], monkeypatch)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"did you mean {meant}?" in err[0] and "+" not in err[0], err
+
+
+def test_the_shared_data_defaults_are_not_offered_as_a_dataset(tiny_data, monkeypatch, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        run_entry("train", ["data=common", f"data.root={tiny_data}"], monkeypatch)
+    assert exit_info.value.code != 0
+    err = capsys.readouterr().err
+    options = err.split("Available options in 'data':", 1)[1].split("Config search path")[0].split()
+    assert "Could not find 'data/common'" in err and options == ["cifar10", "fashion_mnist", "mnist"]
+    # every dataset still has the shared settings
+    from hydra import compose, initialize_config_dir
+
+    from tests.conftest import CONF
+
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        for name in options:
+            data = compose("train", [f"data={name}"]).data
+            assert (
+                data._target_ == "cnnlab.data.ImageDataModule"
+                and data.batch_size == 128
+                and data.name == name
+            )
+
+
+def test_a_run_failing_before_training_keeps_its_log_and_error_only(train_run, tmp_path, capsys) -> None:
+    run_dir = tmp_path / "bad-config"
+    with pytest.raises(SystemExit):
+        train_run(*FAST, "logger=default", "data.val_size=1000", run_dir=run_dir)
+    error = last_error_line(capsys).removeprefix("error: ")
+    record = read_run_record(run_dir)
+    assert record["status"] == "failed" and record["error"] == error and record["before_training"]
+    assert "data.val_size=1000 is invalid" in (run_dir / "train.log").read_text()
+    # nothing that TensorBoard or the results table would take for a run
+    assert sorted(p.name for p in run_dir.iterdir()) == [".hydra", "metrics.json", "train.log"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -273,7 +274,9 @@ def test_missing_and_corrupt_checkpoints_are_one_line_errors(run: Path, tmp_path
     expect_user_error(evaluate, [], capsys, "ckpt_path=")
     garbage = tmp_path / "garbage.ckpt"
     garbage.write_bytes(b"this is not a checkpoint")
-    expect_user_error(evaluate, [f"ckpt_path={garbage}"], capsys, "cannot read checkpoint", "corrupt")
+    expect_user_error(
+        evaluate, [f"ckpt_path={garbage}"], capsys, "is corrupt or truncated", "another checkpoint"
+    )
     truncated = tmp_path / "truncated.ckpt"
     truncated.write_bytes((run / read_run_record(run)["best_checkpoint"]).read_bytes()[:5000])
     expect_user_error(
@@ -320,3 +323,22 @@ def test_cli_errors_cleanly_and_leaves_the_working_directory_alone(tmp_path: Pat
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("error: checkpoint not found")
     assert list(tmp_path.iterdir()) == []  # no Hydra output folder or log file
+
+
+def test_the_advice_of_a_data_error_works_for_evaluate(run: Path, tmp_path: Path, capsys) -> None:
+    """Every key=value an evaluate error advises is a setting python -m evaluate takes."""
+    from hydra import compose, initialize_config_dir
+
+    from tests.conftest import CONF
+
+    moved = tmp_path / "moved"
+    message = expect_user_error(
+        evaluate, [f"ckpt_path={run}", f"data.root={moved}"], capsys, "MNIST not found"
+    )
+    advised = re.findall(r"\b([a-z_]+(?:\.[a-z_]+)+)=", message)
+    assert {"data.root", "data.download"} <= set(advised)
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        config = compose(
+            "evaluate", [f"{key}=true" if key.endswith("download") else f"{key}=x" for key in set(advised)]
+        )
+    assert config.data.download is True

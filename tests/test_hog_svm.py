@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import csv
+import json
 from pathlib import Path
 
 import joblib
 import numpy as np
 import pytest
+from PIL import Image
 
 from cnnlab.baselines import features
 from cnnlab.baselines.cache import FeatureCache
 from cnnlab.baselines.features import HogParams, color_histogram, descriptor_of, extract_hog, hog_of
+from cnnlab.data import readers
 from tests.conftest import CONF, TINY, run_entry
 from tests.datasets import make_images
 
@@ -187,5 +191,42 @@ ONE_BATCH = [
 def test_every_model_runs_on_fashion_mnist(train_run, tmp_path: Path, model: str) -> None:
     overrides = [f"model={model}", "data=fashion_mnist", f"paths.cache_dir={tmp_path / 'cache'}", *ONE_BATCH]
     record = train_run(*overrides, *MODEL_OVERRIDES.get(model, []))
-    assert record["dataset"] == "fashion_mnist" and record["model"] == model and record["test_images"] == 100
+    assert (
+        record["dataset"] == "fashion_mnist" and record["model"] == model and record["test_set_images"] == 100
+    )
+    # limit_test_batches=1 tests one batch of 32 (the SVM takes no batches: the whole test set)
+    assert record["test_images"] == (100 if model == "hog_svm" else 32)
     assert 0 <= record["test_acc"] <= 1 and record["params"] > 0
+
+
+def test_evaluate_and_predict_take_a_hog_svm_run(hog_run, tiny_data: Path, tmp_path: Path, capsys) -> None:
+    run_dir = tmp_path / "hog"
+    record = hog_run("data=mnist", run_dir=run_dir)
+    capsys.readouterr()
+    with pytest.MonkeyPatch.context() as patch:  # the run directory, as for a network's run
+        run_entry("evaluate", [f"ckpt_path={run_dir}"], patch)
+    assert "hog_svm on mnist (model.joblib): test acc" in capsys.readouterr().out
+    metrics = json.loads((run_dir / "eval-1" / "eval_metrics.json").read_text())  # eval/ is training's
+    assert metrics["accuracy"] == pytest.approx(record["test_acc"]) and metrics["images"] == 100
+    assert (run_dir / "eval-1" / "confusion_matrix.png").is_file()
+
+    test = readers.read_mnist(tiny_data, train=False)
+    folder = tmp_path / "digits"
+    folder.mkdir()
+    for index in range(4):
+        Image.fromarray(test.images[index, 0].numpy()).save(folder / f"test_{index}.png")
+    output = tmp_path / "preds.csv"
+    with pytest.MonkeyPatch.context() as patch:  # or the model.joblib itself
+        run_entry(
+            "predict", [f"ckpt_path={run_dir / 'model.joblib'}", f"image={folder}", f"output={output}"], patch
+        )
+    rows = list(csv.DictReader(output.open()))
+    classifier = joblib.load(run_dir / "model.joblib")
+    params = HogParams(
+        **{k: v for k, v in record["feature_params"].items() if k in HogParams.__dataclass_fields__}
+    )
+    scores = classifier.decision_function(extract_hog(test.images[:4].numpy(), params, n_jobs=1))
+    for row, expected in zip(rows, scores, strict=True):
+        assert row["class_1"] == str(int(expected.argmax()))
+        assert float(row["score_1"]) == pytest.approx(float(expected.max()), abs=1e-5)
+    assert "test_0.png: " in capsys.readouterr().out

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import gzip
+import logging
 import pickle
 import urllib.error
 from dataclasses import replace
@@ -44,12 +45,18 @@ def test_mnist_reader_reads_gz_or_plain_idx_without_writing(tmp_path: Path, gz: 
 
 
 def test_fashion_mnist_falls_back_to_the_debian_package(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     debian = write_mnist_like(tmp_path / "debian", train=30, test=10, gz=True)
     monkeypatch.setattr(readers, "DEBIAN_FASHION_MNIST", debian)
-    split = readers.read_fashion_mnist(tmp_path / "empty-root", train=True)
+    with caplog.at_level(logging.INFO, logger="cnnlab.data.readers"):
+        split = readers.read_fashion_mnist(tmp_path / "empty-root", train=True)
     assert split.images.shape == (30, 1, 28, 28)
+    # the log says where the files came from, and that they were not under the data root
+    assert (
+        f"nothing under {tmp_path / 'empty-root' / 'FashionMNIST' / 'raw'}, read from {debian}" in caplog.text
+    )
+    assert f"Fashion-MNIST training files read from {debian}" in caplog.text
 
 
 @pytest.mark.parametrize("name", ["cifar10", "mnist", "fashion_mnist"])
@@ -61,7 +68,37 @@ def test_missing_data_names_the_path_and_the_fixes(
         readers.source(name).read(tmp_path, True)
     message = str(error.value)
     assert str(tmp_path) in message and "CNNLAB_DATA" in message and "data.download=true" in message
-    assert "\n" not in message
+    assert "data.root=<the folder that holds" in message and "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("name", "too_deep"),
+    [
+        ("cifar10", "cifar-10-batches-py"),
+        ("mnist", "MNIST/raw"),
+        ("mnist", "MNIST"),
+        ("fashion_mnist", "FashionMNIST/raw"),
+    ],
+)
+def test_a_root_inside_the_dataset_folder_gets_its_parent_suggested(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, too_deep: str
+) -> None:
+    monkeypatch.setattr(readers, "DEBIAN_FASHION_MNIST", tmp_path / "not-installed")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataError) as error:  # a relative root, as data.root=data/MNIST/raw would be
+        readers.source(name).read(Path("data") / too_deep, True)
+    assert f"pass data.root={tmp_path / 'data'}, the folder that holds" in str(error.value)
+    assert f"data root {tmp_path / 'data' / too_deep} points inside" in str(error.value)  # absolute
+
+
+def test_a_missing_file_is_named_with_its_absolute_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataError) as error:
+        readers.read_mnist(Path("data"), train=True)
+    root = tmp_path / "data"
+    assert f"no {root / 'MNIST' / 'raw'}/train-images-idx3-ubyte[.gz] (data root {root})" in str(error.value)
 
 
 def test_truncated_cifar_pickle_is_reported_with_its_path(tmp_path: Path) -> None:

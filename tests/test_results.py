@@ -359,3 +359,38 @@ def test_a_single_run_baseline_tests_nothing_and_says_why(ablation: Path) -> Non
     verdicts = [row["verdict"] for row in completed_rows(out) if row["verdict"] != "baseline"]
     assert verdicts == ["no test: the baseline has 1 run (add seeds)"] * 3
     assert all(row["p_holm"] == "" and row["delta_test_acc"] != "" for row in completed_rows(out))
+
+
+def test_a_debug_run_is_listed_apart_never_as_a_result(
+    train_run, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    from cnnlab.runs.record import read_run_record
+    from tests.conftest import run_entry
+
+    real = train_run("model=mlp", "data=mnist", run_dir=tmp_path / "runs" / "real")
+    debug = train_run("model=mlp", "data=mnist", "debug=fdr", run_dir=tmp_path / "runs" / "fdr")
+    assert real["status"] == "completed" and real["debug"] is None
+    assert debug["status"] == "debug" and debug["debug"] == "debug=fdr"
+    assert "debug run (debug=fdr), not a result" in capsys.readouterr().out
+    assert read_run_record(tmp_path / "runs" / "fdr")["status"] == "debug"
+
+    run_entry("results", [str(tmp_path / "runs")], monkeypatch)
+    table, listed = capsys.readouterr().out.split("Failed, incomplete or debug runs")
+    assert "1 finished runs in 1 rows" in table
+    assert "debug=fdr: a debug run, not a result" in listed and "fdr" in listed and "real" not in listed
+
+
+def test_a_partial_test_set_is_recorded_and_flagged(train_run, tmp_path: Path, monkeypatch, capsys) -> None:
+    from tests.conftest import run_entry
+
+    full = train_run("model=mlp", "data=mnist", run_dir=tmp_path / "runs" / "full")
+    part = train_run(
+        "model=mlp", "data=mnist", "+trainer.limit_test_batches=0.5", run_dir=tmp_path / "runs" / "part"
+    )
+    assert (full["test_images"], full["test_set_images"]) == (100, 100)
+    assert (part["test_images"], part["test_set_images"]) == (64, 100)  # 2 of the 4 batches of 32
+    capsys.readouterr()
+    run_entry("results", [str(tmp_path / "runs")], monkeypatch)
+    text = capsys.readouterr().out
+    marked = [line for line in text.splitlines() if line.startswith("| mlp") and "†" in line]
+    assert len(marked) == 1 and "1 run(s) of the marked rows tested only part of the test set" in text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 import os
 import signal
 import subprocess
@@ -205,3 +206,63 @@ def test_sigusr1_under_slurm_saves_records_and_requeues_the_job(train_run, tiny_
     assert "SLURM job 4242 requeued" in result.stdout
     resumed = train_run(*FAST, "resume=true", run_dir=run_dir)  # what the requeued job runs
     assert resumed["status"] == "completed" and resumed["epochs"] == 2
+
+
+def step_lrs(run_dir: Path) -> dict[int, float]:
+    """The learning rate at the start of each epoch, by global step (the LR monitor's rows of metrics.csv)."""
+    return {int(row["step"]): float(row["lr-SGD"]) for row in metric_rows(run_dir) if row.get("lr-SGD")}
+
+
+def last_val_acc(run_dir: Path) -> float:
+    return float(val_rows(run_dir)[-1]["val/acc"])
+
+
+def test_finished_run_trained_for_longer_continues_on_a_rebuilt_schedule(
+    train_run, tmp_path, monkeypatch
+) -> None:
+    # the default recipe's SGD 0.1 with cosine: the old schedule, kept, would climb back to its peak
+    recipe = ["model=mlp", "data=mnist", "data.augment=[]", "evaluate=false"]
+    run_dir = tmp_path / "short"
+    short = train_run(*recipe, "trainer.max_epochs=2", run_dir=run_dir)
+    saved = tmp_path / "short-last.ckpt"
+    saved.write_bytes((run_dir / "checkpoints" / "last.ckpt").read_bytes())
+    steps_per_epoch = torch.load(saved, map_location="cpu", weights_only=False)["global_step"] // 2
+
+    def rebuilt(epoch: int) -> float:  # cosine over the 4 epochs, at the start of ``epoch``
+        return 0.05 * (1 + math.cos(math.pi * epoch / 4))
+
+    def lrs_of_the_added_epochs(run_dir: Path) -> list[float]:
+        lrs = step_lrs(run_dir)
+        return [lrs[epoch * steps_per_epoch] for epoch in (2, 3)]
+
+    # README's command: the finished run, continued in place with its saved overrides
+    run_entry("train", [f"resume={run_dir}", "trainer.max_epochs=4"], monkeypatch)
+    longer = read_run_record(run_dir)
+    assert longer["status"] == "completed" and longer["epochs"] == 4 and longer["max_epochs"] == 4
+    assert longer["resumed_from"] == "checkpoints/last.ckpt"
+    assert longer["extended_from"]["epochs"] == 2 and longer["extended_from"]["test_acc"] == short["test_acc"]
+    log = (run_dir / "train.log").read_text()
+    assert "training the finished run" in log and "rebuilt for" in log
+    # (the old 2-epoch cosine, kept, would give 0 and then 0.05 again)
+    assert lrs_of_the_added_epochs(run_dir) == pytest.approx([rebuilt(2), rebuilt(3)], rel=1e-4)
+    assert last_val_acc(run_dir) >= last_val_acc(Path(short["run_dir"])) - 0.1
+    # the time of both parts, and the resumed part beside it
+    assert 0 < longer["train_time_resumed_s"] < longer["train_time_s"]
+    assert longer["train_time_s"] >= longer["train_time_resumed_s"] + 0.5 * short["train_time_s"]
+
+    # a plain ckpt_path with a larger max_epochs gets the rebuilt schedule too, in a new directory
+    plain = train_run(*recipe, "trainer.max_epochs=4", f"ckpt_path={saved}")
+    assert "rebuilt for 20 steps" in (Path(plain["run_dir"]) / "train.log").read_text()
+    assert lrs_of_the_added_epochs(Path(plain["run_dir"])) == pytest.approx(
+        [rebuilt(2), rebuilt(3)], rel=1e-4
+    )
+
+
+def test_finished_run_is_not_shortened(train_run, tmp_path, capsys) -> None:
+    run_dir = tmp_path / "done"
+    train_run("model=mlp", "data=mnist", "trainer.max_epochs=2", run_dir=run_dir)
+    with pytest.raises(SystemExit) as exit_info:
+        train_run("model=mlp", "data=mnist", "trainer.max_epochs=1", "resume=true", run_dir=run_dir)
+    assert exit_info.value.code == 2
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "trainer.max_epochs=1 does not train it for longer" in message

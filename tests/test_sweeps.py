@@ -89,6 +89,23 @@ def test_killed_sweep_rerun_with_resume_skips_finished_jobs(
     )
 
 
+def test_parallel_launcher_runs_jobs_with_dataloader_workers(
+    tmp_path: Path, tiny_data: Path, monkeypatch
+) -> None:
+    """The joblib launcher's jobs run in loky workers, whose default start method cannot start
+    DataLoader workers; the default data.num_workers (auto, at least 1) must work there."""
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher", reason="pip install -e '.[sweep]'")
+    sweep_dir = tmp_path / "parallel"
+    tiny_without_workers = [o for o in TINY if not o.startswith("data.num_workers")]
+    args = ["--multirun", "hydra/launcher=parallel", "seed=0,1", f"hydra.sweep.dir={sweep_dir}"]
+    run_entry("train", [*args, f"data.root={tiny_data}", *tiny_without_workers, *FAST], monkeypatch)
+    jobs = [record(sweep_dir / str(n)) for n in (0, 1)]
+    assert [job["status"] for job in jobs] == ["completed", "completed"], [job.get("error") for job in jobs]
+    assert {job["seed"] for job in jobs} == {0, 1}
+    config = (sweep_dir / "0" / ".hydra" / "config.yaml").read_text()
+    assert "num_workers: auto" in config  # the loader really used worker processes
+
+
 def test_optuna_search_runs_trials_and_reports_the_best(tmp_path: Path, tiny_data: Path) -> None:
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="pip install -e '.[sweep]'")
     sweep_dir = tmp_path / "search"

@@ -89,7 +89,8 @@ def test_val_size_zero_tests_the_last_epoch(train_run) -> None:
 @pytest.mark.parametrize("debug", ["fdr", "limit", "overfit"])
 def test_debug_overlays_run(train_run, debug: str) -> None:
     record = train_run("model=smallcnn", "data=mnist", f"debug={debug}", "trainer.max_epochs=2")
-    assert record["status"] == "completed"
+    # it ran to the end, and its figures of a few batches are marked as not a result
+    assert record["status"] == "debug" and record["debug"] == f"debug={debug}" and "test_acc" in record
 
 
 @pytest.mark.parametrize("scheduler", ["onecycle", "step", "none"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +23,13 @@ class ConfigError(CnnlabError):
 
 class CheckpointError(CnnlabError):
     """A checkpoint is missing, unreadable, or does not fit the data or model asked for."""
+
+
+def reason_of(error: BaseException, limit: int = 160) -> str:
+    """An exception as a short clause for a one-line message: its type and first line (``KeyError: 101``)."""
+    lines = str(error).strip().splitlines()
+    first = lines[0][:limit] if lines else ""
+    return f"{type(error).__name__}: {first}" if first else type(error).__name__
 
 
 def user_error(error: BaseException) -> CnnlabError | None:
@@ -44,3 +53,84 @@ def exit_on_user_error() -> Iterator[None]:
             raise
         print(f"error: {cause}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+@contextmanager
+def hydra_errors_in_one_line(config_dir: str, config_name: str) -> Iterator[None]:
+    """Around an entry point's ``@hydra.main`` function: an override of a key the config does not have
+    (``trainer.max_epoch=1``) is one ``error:`` line naming the closest existing key, not Hydra's advice
+    to add it (``+trainer.max_epoch=1``, which then fails inside the code it configures).
+
+    Hydra prints composition errors itself and exits; with ``HYDRA_FULL_ERROR`` set it raises them
+    instead, so it is set here (unless the user set it) and its other errors are printed as Hydra would.
+    """
+    from hydra.errors import ConfigCompositionException
+
+    user_asked_full_errors = "HYDRA_FULL_ERROR" in os.environ
+    os.environ.setdefault("HYDRA_FULL_ERROR", "1")
+    try:
+        yield
+    except ConfigCompositionException as error:
+        if user_asked_full_errors:
+            raise
+        unknown = _unknown_override(error)
+        if unknown is None:  # e.g. an unknown option of a group: Hydra's message lists the available ones
+            print(str(error).strip(), file=sys.stderr)
+            if error.__cause__ is not None:
+                print(str(error.__cause__).strip(), file=sys.stderr)
+            raise SystemExit(1) from None
+        key, override = unknown
+        # the config groups chosen on the command line decide which keys exist (model=hog_svm has model.C)
+        groups = [
+            a for a in sys.argv[1:] if re.fullmatch(r"[\w/]+=[^,=]*", a) and not a.startswith(key + "=")
+        ]
+        print(f"error: {_did_you_mean(key, override, config_dir, config_name, groups)}", file=sys.stderr)
+        raise SystemExit(2) from None
+    finally:
+        if not user_asked_full_errors:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+
+
+def _unknown_override(error: Exception) -> tuple[str, str] | None:
+    """(key, override) of "Could not override 'key'. To append to your config use +override"."""
+    match = re.search(r"Could not override '([^']+)'\.\s*To append to your config use \+(\S+)", str(error))
+    return (match.group(1), match.group(2)) if match else None
+
+
+def _did_you_mean(key: str, override: str, config_dir: str, config_name: str, groups: list[str]) -> str:
+    import difflib
+
+    keys = _config_keys(config_dir, config_name, groups) or _config_keys(config_dir, config_name, [])
+    close = difflib.get_close_matches(key, keys, n=1, cutoff=0.75)
+    if close:
+        value = override.split("=", 1)[1] if "=" in override else "..."
+        return f"{key} is not a setting of this config; did you mean {close[0]}? ({close[0]}={value})"
+    return (
+        f"{key} is not a setting of this config and none is close to it; check the spelling, or add a new "
+        f"key on purpose with +{override}"
+    )
+
+
+def _config_keys(config_dir: str, config_name: str, overrides: list[str]) -> list[str]:
+    """Every key of the config composed with ``overrides`` (config groups included), dotted."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir, version_base="1.3"):
+            config = OmegaConf.to_container(compose(config_name, overrides), resolve=False)
+    except Exception:  # a suggestion is a courtesy: never fail the error message on it
+        return []
+
+    def walk(node: object, prefix: str) -> list[str]:
+        if not isinstance(node, dict):
+            return []
+        found = []
+        for name, value in node.items():
+            found.append(f"{prefix}{name}")
+            found.extend(walk(value, f"{prefix}{name}."))
+        return found
+
+    return walk(config, "")

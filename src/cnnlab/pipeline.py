@@ -34,6 +34,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if finished is not None:
         log.info("already finished, skipped: %s", summary_line(finished))
         return finished
+    previous = resume.extended_record(output_dir)  # a finished run trained for longer
     resumed_from = resume.prepare_resume(cfg, output_dir)  # the checkpoint to continue from, validated
     configure_determinism(cfg)
     started_at = datetime.now(timezone.utc)
@@ -59,6 +60,17 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         record = {**common_record(cfg, datamodule, started_at), **results}
         record["finished_at"] = timestamp(datetime.now(timezone.utc))
         record["resumed_from"] = os.path.relpath(resumed_from, output_dir) if resumed_from else None
+        if previous is not None:
+            kept = (
+                "epochs",
+                "max_epochs",
+                "best_val_acc",
+                "test_acc",
+                "test_f1_macro",
+                "train_time_s",
+                "finished_at",
+            )
+            record["extended_from"] = {key: previous.get(key) for key in kept}
         if not is_global_zero():  # DDP: rank 0 writes the record
             return record
         write_json_atomic(output_dir / RUN_RECORD, record)
@@ -68,6 +80,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             evaluate_checkpoint(
                 output_dir / record["best_checkpoint"],
                 output_dir / "eval",
+                overwrite=previous is not None,  # a run trained for longer replaces its shorter self's
                 tensorboard=tensorboard.experiment if tensorboard else (output_dir / "tensorboard").is_dir(),
                 test_predictions=test_predictions,  # no second pass over the test set
             )

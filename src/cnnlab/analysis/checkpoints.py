@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from cnnlab.data import ImageDataModule
-from cnnlab.errors import CheckpointError
+from cnnlab.errors import CheckpointError, reason_of
 from cnnlab.models.build import instantiate_model
 from cnnlab.runs.record import RUN_RECORD, read_run_record
 
@@ -81,9 +81,10 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # a damaged file fails anywhere in the unpickler, with any exception type
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise CheckpointError(
-            f"cannot read checkpoint {path}: {reason[:200]}; the file is corrupt or not a PyTorch checkpoint"
+            f"{path} is corrupt or truncated, or not a PyTorch checkpoint (reading it failed with "
+            f"{reason_of(error)}); pass another checkpoint of the run (its checkpoints/last.ckpt or "
+            "epoch_*.ckpt), or train it again"
         ) from error
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise CheckpointError(f"{path} is not a Lightning checkpoint (no state_dict)")

@@ -61,6 +61,7 @@ def evaluate_checkpoint(
     overwrite: bool = False,
     dataset: str | None = None,
     data_root: str | Path | None = None,
+    download: bool = False,
     batch_size: int = 256,
     device: str = "auto",
     tensorboard: bool | SummaryWriter = True,
@@ -78,6 +79,9 @@ def evaluate_checkpoint(
     datamodule = model.datamodule
     parent = model.run_dir or model.checkpoint_path.parent
     out = choose_output_dir(output_dir, parent, overwrite)
+    if download:
+        datamodule.download = True
+        datamodule.prepare_data()
     datamodule.setup("test")  # reads the test files: a data problem stops us before anything is written
     test_set = datamodule.test_set
     assert test_set is not None

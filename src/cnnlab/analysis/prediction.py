@@ -51,6 +51,19 @@ def read_image(path: Path, channels: int, size: int) -> torch.Tensor:
     return tensor
 
 
+def top_classes(
+    files: Sequence[Path], scores: Any, names: Sequence[str], top_k: int = 5
+) -> list[dict[str, Any]]:
+    """Per file: the ``top_k`` class names with their scores (probabilities, SVM margins), highest first."""
+    if top_k < 1:
+        raise ConfigError(f"top_k={top_k} is invalid; use 1 or more")
+    values, classes = torch.as_tensor(scores).topk(min(top_k, len(names)), dim=-1)
+    return [
+        {"file": str(path), "top": [(names[c], float(v)) for c, v in zip(row_c, row_v, strict=True)]}
+        for path, row_c, row_v in zip(files, classes.tolist(), values.tolist(), strict=True)
+    ]
+
+
 def predict_files(
     model: TrainedModel, files: Sequence[Path], device: torch.device, top_k: int = 5, batch_size: int = 256
 ) -> list[dict[str, Any]]:
@@ -60,31 +73,38 @@ def predict_files(
     channels, size, _ = model.datamodule.shape
     images = torch.stack([read_image(path, channels, size) for path in files])
     logits = predict_logits(model.net, images, model.datamodule.normalize, device, batch_size)
-    probabilities, classes = logits.softmax(dim=-1).topk(min(top_k, logits.shape[-1]), dim=-1)
-    names = model.class_names
-    return [
-        {"file": str(path), "top": [(names[c], float(p)) for c, p in zip(row_c, row_p, strict=True)]}
-        for path, row_c, row_p in zip(files, classes.tolist(), probabilities.tolist(), strict=True)
-    ]
+    return top_classes(files, logits.softmax(dim=-1), model.class_names, top_k)
 
 
-def format_prediction(prediction: dict[str, Any]) -> str:
-    return f"{prediction['file']}: " + ", ".join(f"{name} {p:.4f}" for name, p in prediction["top"])
+def format_prediction(prediction: dict[str, Any], value: str = "prob") -> str:
+    """``file: class 0.9876, ...``; SVM scores (``value="score"``) are signed margins."""
+    shown = "{:+.4f}" if value == "score" else "{:.4f}"
+    return f"{prediction['file']}: " + ", ".join(f"{name} {shown.format(v)}" for name, v in prediction["top"])
 
 
-def write_predictions(predictions: Sequence[dict[str, Any]], path: Path) -> None:
-    """A CSV with one row per image: file, class_1, prob_1, ..., class_k, prob_k."""
+def write_predictions(predictions: Sequence[dict[str, Any]], path: Path, value: str = "prob") -> None:
+    """A CSV with one row per image: file, class_1, prob_1, ..., class_k, prob_k (or score_k)."""
     top_k = max(len(p["top"]) for p in predictions)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as file:
         writer = csv.writer(file)
         writer.writerow(
-            ["file", *[f"{kind}_{rank}" for rank in range(1, top_k + 1) for kind in ("class", "prob")]]
+            ["file", *[f"{kind}_{rank}" for rank in range(1, top_k + 1) for kind in ("class", value)]]
         )
         for prediction in predictions:
             writer.writerow(
                 [prediction["file"], *[v for name, p in prediction["top"] for v in (name, f"{p:.6f}")]]
             )
+
+
+def check_output(output: str | Path | None, overwrite: bool) -> Path | None:
+    """The CSV to write, refused before any work when it exists and ``overwrite`` is off."""
+    out = Path(output).expanduser() if output else None
+    if out is not None and out.exists() and not overwrite:
+        raise ConfigError(
+            f"output={out} already exists; pass overwrite=true or another output (nothing written)"
+        )
+    return out
 
 
 def predict(
@@ -98,11 +118,7 @@ def predict(
     dataset: str | None = None,
 ) -> list[dict[str, Any]]:
     """Classify ``image`` (a file or a folder), print the top-k per image, optionally write a CSV."""
-    out = Path(output).expanduser() if output else None
-    if out is not None and out.exists() and not overwrite:
-        raise ConfigError(
-            f"output={out} already exists; pass overwrite=true or another output (nothing written)"
-        )
+    out = check_output(output, overwrite)
     files = image_files(image)
     model = load_trained_model(ckpt_path, dataset=dataset)
     predictions = predict_files(model, files, pick_device(device), top_k, batch_size)

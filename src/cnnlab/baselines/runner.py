@@ -18,13 +18,12 @@ from cnnlab.analysis.reports import write_classification_reports
 from cnnlab.baselines import features as hog_features
 from cnnlab.baselines.cache import FeatureCache
 from cnnlab.baselines.hog_svm import HogSVM
+from cnnlab.baselines.trained import MODEL_FILE
 from cnnlab.data import ImageDataModule
 from cnnlab.errors import ConfigError
 from cnnlab.runs.record import hydra_choice, write_json_atomic
 
 log = logging.getLogger(__name__)
-
-MODEL_FILE = "model.joblib"
 
 
 def split_features(
@@ -119,6 +118,7 @@ def fit_classical(
         "train_images": len(train_idx),
         "val_images": len(val_idx),
         "test_images": test_images,
+        "test_set_images": test_images,
         "device": f"cpu ({os.cpu_count()} cores)",
         "model_file": MODEL_FILE,
     }

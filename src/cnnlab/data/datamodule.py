@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -55,6 +56,19 @@ def resolve_num_workers(num_workers: int | str) -> int:
     if not isinstance(num_workers, int) or num_workers < 0:
         raise ConfigError(f"data.num_workers={num_workers!r} is invalid; use a count >= 0 or 'auto'")
     return num_workers
+
+
+def worker_start_method() -> str | None:
+    """How DataLoader workers start: None (torch's default) unless this process's default start method
+    is not one of Python's own.
+
+    Inside a job of the joblib launcher (a loky worker) the default is ``loky``, whose Popen expects
+    loky's own process objects and fails on DataLoader workers (``'Process' object has no attribute
+    'env'``, pytorch/pytorch#44687); those workers then start with the platform's default method.
+    """
+    method = multiprocessing.get_start_method(allow_none=True)
+    standard = multiprocessing.get_all_start_methods()  # the platform's default first
+    return None if method is None or method in standard else standard[0]
 
 
 class ImageDataModule(L.LightningDataModule):
@@ -256,6 +270,7 @@ class ImageDataModule(L.LightningDataModule):
             # its own generator for the workers' base seed: a loader started on resume draws nothing from
             # the global one, whose restored state dropout goes on with
             generator=torch.Generator().manual_seed(sampler.seed if sampler is not None else self.split_seed),
+            multiprocessing_context=worker_start_method() if self.num_workers > 0 else None,
         )
 
     def _world_size(self) -> int:

@@ -8,6 +8,7 @@ them, and turns a missing or corrupt file into a one-line DataError.
 from __future__ import annotations
 
 import gzip
+import logging
 import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ import torch
 from torchvision import datasets
 
 from cnnlab.errors import DataError
+
+log = logging.getLogger(__name__)
 
 # Where Debian's `dataset-fashion-mnist` package installs the gzip idx files.
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -46,11 +49,27 @@ class DatasetSource:
     torchvision_class: type
 
 
-def _missing(title: str, path: Path, root: Path) -> DataError:
+def _missing(title: str, path: Path, root: Path, folder: str) -> DataError:
+    """Missing files, with the absolute paths; a root that points into the dataset's own folder (at
+    ``cifar-10-batches-py`` or ``MNIST/raw`` itself) gets its parent suggested."""
+    path, root = path.expanduser().absolute(), root.expanduser().absolute()
+    parts = Path(folder).parts
+    for depth in range(len(parts), 0, -1):
+        if root.parts[-depth:] == parts[:depth]:
+            parent = root.parents[depth - 1]
+            return DataError(
+                f"{title} not found: data root {root} points inside the dataset's folder {folder}; "
+                f"pass data.root={parent}, the folder that holds {parts[0]}/ (python -m train also "
+                f"reads CNNLAB_DATA={parent})"
+            )
     return DataError(
-        f"{title} not found: no {path} (data root {root}, set by data.root or CNNLAB_DATA); "
-        f"point CNNLAB_DATA or data.root at the folder that holds it, or pass data.download=true"
+        f"{title} not found: no {path} (data root {root}); pass data.root=<the folder that holds "
+        f"{folder}> (python -m train also reads CNNLAB_DATA), or data.download=true to download it there"
     )
+
+
+def _read_from(title: str, train: bool, folder: Path) -> None:
+    log.info("%s %s files read from %s", title, "training" if train else "test", folder.absolute())
 
 
 def _corrupt(path: Path, reason: str) -> DataError:
@@ -68,7 +87,7 @@ def read_cifar10(root: Path, train: bool) -> ImageSplit:
     for name in names:
         path = folder / name
         if not path.is_file():
-            raise _missing("CIFAR-10", path, root)
+            raise _missing("CIFAR-10", path, root, "cifar-10-batches-py")
         try:
             with path.open("rb") as file:
                 batch = pickle.load(file, encoding="latin1")
@@ -78,6 +97,7 @@ def read_cifar10(root: Path, train: bool) -> ImageSplit:
             raise _corrupt(path, f"{type(error).__name__}: {error}") from error
         if len(images[-1]) != len(labels[-1]):
             raise _corrupt(path, f"{len(images[-1])} images but {len(labels[-1])} labels")
+    _read_from("CIFAR-10", train, folder)
     return ImageSplit(torch.from_numpy(np.concatenate(images)), torch.from_numpy(np.concatenate(labels)))
 
 
@@ -105,13 +125,18 @@ def _find_idx(folders: list[Path], stem: str, title: str, root: Path) -> Path:
         for name in (stem, f"{stem}.gz"):
             if (folder / name).is_file():
                 return folder / name
-    raise _missing(title, folders[0] / f"{stem}[.gz]", root)
+    raise _missing(title, folders[0] / f"{stem}[.gz]", root, str(folders[0].relative_to(root)))
 
 
 def _read_mnist_like(title: str, folders: list[Path], root: Path, train: bool) -> ImageSplit:
     prefix = "train" if train else "t10k"
     images_path = _find_idx(folders, f"{prefix}-images-idx3-ubyte", title, root)
     labels_path = _find_idx([images_path.parent, *folders], f"{prefix}-labels-idx1-ubyte", title, root)
+    if images_path.parent != folders[0]:  # e.g. Debian's Fashion-MNIST: say so, it is not under the root
+        log.info(
+            "%s: nothing under %s, read from %s instead", title, folders[0].absolute(), images_path.parent
+        )
+    _read_from(title, train, images_path.parent)
     images, labels = read_idx(images_path), read_idx(labels_path)
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
         raise _corrupt(images_path, f"images {images.shape} do not match labels {labels.shape}")

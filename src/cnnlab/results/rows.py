@@ -36,6 +36,7 @@ METRICS = {"test_acc": "test top-1", "test_f1_macro": "macro-F1", "best_val_acc"
 OPTIONAL_METRICS = {"test_tta_acc": "TTA top-1", "epochs_to_val_acc": "epochs to val target"}
 GROUP_FIELDS = ("model", "dataset", "features", "config")
 MEMBERS = "_runs"  # the row's Run objects, kept out of the written tables
+PARTIAL = "†"  # marks a row with runs tested on part of the test set
 DEFAULT_SORT = ("dataset", "model", "config")
 
 
@@ -44,7 +45,7 @@ class Run:
     """One run directory: its record when it finished, else why it has none."""
 
     path: Path
-    status: str  # completed | failed | incomplete
+    status: str  # completed | failed | incomplete | debug
     record: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
 
@@ -98,7 +99,10 @@ def find_runs(roots: Iterable[Path | str]) -> list[Run]:
                 runs[run_dir] = Run(record_path.parent, "failed", error=f"unreadable {RUN_RECORD}: {error}")
                 continue
             status = record.get("status", "completed")
-            runs[run_dir] = Run(record_path.parent, status, record, record.get("error"))
+            error = record.get("error") or (
+                f"{record.get('debug')}: a debug run, not a result" if status == "debug" else None
+            )
+            runs[run_dir] = Run(record_path.parent, status, record, error)
         for hydra_dir in sorted(root.rglob(".hydra")):
             run_dir = hydra_dir.parent
             if hydra_dir.is_dir() and run_dir.resolve() not in runs:
@@ -156,6 +160,7 @@ def summarize(runs: Sequence[Run], by: Sequence[str] = GROUP_FIELDS) -> list[dic
         row["train_time_s_mean"] = statistics.fmean(times) if times else None
         row["device"] = _distinct(run.record.get("device") for run in members)
         row["epochs"] = _distinct(run.record.get("epochs") for run in members)
+        row["partial_test"] = sum(_partial_test(run.record) for run in members)
         row["run_dirs"] = " ".join(sorted(str(run.path) for run in members))
         row[MEMBERS] = members  # for the comparisons and curves; not a column
         rows.append(row)
@@ -173,6 +178,12 @@ def short_labels(rows: Sequence[dict[str, Any]]) -> tuple[list[str], str]:
         " ".join(t for t in row_tokens if t not in shared) or " ".join(row_tokens) for row_tokens in tokens
     ]
     return labels, " ".join(shared)
+
+
+def _partial_test(record: dict[str, Any]) -> bool:
+    """Whether the run tested only part of its test set (e.g. +trainer.limit_test_batches=0.2)."""
+    tested, total = record.get("test_images"), record.get("test_set_images")
+    return isinstance(tested, int) and isinstance(total, int) and tested < total
 
 
 def sort_rows(rows: list[dict[str, Any]], keys: Sequence[str]) -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ from cnnlab.results.rows import (
     GROUP_FIELDS,
     METRICS,
     OPTIONAL_METRICS,
+    PARTIAL,
     Run,
     find_runs,
     sort_rows,
@@ -45,7 +46,10 @@ def markdown(rows: Sequence[dict[str, Any]], problems: Sequence[Run], by: Sequen
         time_s = "n/a" if row["train_time_s_mean"] is None else f"{row['train_time_s_mean']:.1f}"
         cells = [
             *(f"`{row[c]}`" if c == "config" and row[c] else row[c] for c in columns),
-            *(_mean_std(row, metric) for metric in metrics),
+            *(
+                _mean_std(row, metric) + (PARTIAL if metric == "test_acc" and row["partial_test"] else "")
+                for metric in metrics
+            ),
             params,
             time_s,
             row["device"],
@@ -59,8 +63,14 @@ def markdown(rows: Sequence[dict[str, Any]], problems: Sequence[Run], by: Sequen
         + f"\n\n{runs} finished runs in {len(rows)} rows "
         + "(mean ± sample std over the runs of a row: its seeds, or its cross-validation folds).\n"
     )
+    partial = sum(row["partial_test"] for row in rows)
+    if partial:
+        text += (
+            f"\n{PARTIAL} {partial} run(s) of the marked rows tested only part of the test set "
+            "(trainer.limit_test_batches: test_images < test_set_images), not comparable with the others.\n"
+        )
     if problems:
-        text += "\n**Failed or incomplete runs** (not in the table):\n\n"
+        text += "\n**Failed, incomplete or debug runs** (not in the table):\n\n"
         text += "| run | status | overrides | error |\n|---|---|---|---|\n"
         for run in problems:
             overrides = " ".join(run.record.get("overrides") or [])

@@ -65,13 +65,31 @@ def timestamp(moment: datetime) -> str:
     return moment.isoformat(timespec="milliseconds")
 
 
+def debug_mode(cfg: DictConfig) -> str | None:
+    """How a debug run was asked for (``debug=fdr``, ``trainer.fast_dev_run``, ...); None for a real run.
+
+    Its figures come from a batch or a few: the record says ``status: debug`` so that they never pass
+    as results.
+    """
+    choice = HydraConfig.get().runtime.choices.get("debug") if HydraConfig.initialized() else None
+    if choice not in (None, "null", "None"):
+        return f"debug={choice}"
+    trainer = cfg.get("trainer") or {}
+    for flag in ("fast_dev_run", "overfit_batches"):
+        if trainer.get(flag):
+            return f"trainer.{flag}={trainer.get(flag)}"
+    return None
+
+
 def common_record(cfg: DictConfig, datamodule: Any, started_at: datetime) -> dict[str, Any]:
     """The record fields every run has, neural or classical; each model path adds its own."""
     import lightning as L  # here, not at the top: `python -m results` reads records without torch
     import torch
 
+    debug = debug_mode(cfg)
     return {
-        "status": "completed",
+        "status": "debug" if debug else "completed",
+        "debug": debug,
         "model": hydra_choice("model", str(cfg.model.get("_target_", "?")).rsplit(".", 1)[-1].lower()),
         "dataset": datamodule.name,
         "seed": cfg.seed,
@@ -112,12 +130,18 @@ def summary_line(record: dict[str, Any]) -> str:
     def fmt(value: float | None) -> str:
         return "n/a" if value is None else f"{value:.4f}"
 
+    if record.get("status") == "debug":
+        debug_run = f"debug run ({record.get('debug')}), not a result: "
+    else:
+        debug_run = ""
     count = record.get("epochs")
     epochs = f"{count} epoch{'' if count == 1 else 's'} " if count is not None else ""
+    resumed = record.get("train_time_resumed_s")
+    after_resume = f" ({resumed:.1f} s after the resume)" if resumed is not None else ""
     return (
-        f"{record['model']} on {record['dataset']}: test acc {fmt(record.get('test_acc'))}, "
+        f"{debug_run}{record['model']} on {record['dataset']}: test acc {fmt(record.get('test_acc'))}, "
         f"macro-F1 {fmt(record.get('test_f1_macro'))}, best val acc {fmt(record.get('best_val_acc'))}, "
-        f"{record.get('params', 0):,} params, {epochs}in {record.get('train_time_s', 0):.1f} s "
+        f"{record.get('params', 0):,} params, {epochs}in {record.get('train_time_s', 0):.1f} s{after_resume} "
         f"on {record.get('device', '?')} -> {record['run_dir']}"
     )
 

@@ -17,7 +17,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from cnnlab.errors import CheckpointError, ConfigError, exit_on_user_error
+from cnnlab.errors import CheckpointError, ConfigError, exit_on_user_error, reason_of
 from cnnlab.runs.record import RUN_RECORD, flatten_config, read_run_record
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,8 @@ def check_run_dir(run_dir: Path, cfg: DictConfig) -> None:
     if state == "completed" and not resume:
         raise RunDirectoryError(
             f"{run_dir} already holds a finished run ({RUN_RECORD}); choose another hydra.run.dir "
-            "(or add resume=true to skip finished runs), nothing was overwritten"
+            "(or add resume=true to skip finished runs; to train it for longer: python -m train "
+            f"resume={run_dir} trainer.max_epochs=<more>), nothing was overwritten"
         )
     if (run_dir / LAST_CHECKPOINT).exists() and not (resume or ckpt_path):
         raise RunDirectoryError(
@@ -72,19 +73,72 @@ def check_run_dir(run_dir: Path, cfg: DictConfig) -> None:
 
 
 def finished_record(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
-    """The record of a run already finished in ``run_dir`` (to skip it under ``resume=true``), else None."""
+    """The record of a run already finished in ``run_dir`` (to skip it under ``resume=true``), else None.
+
+    None also for a finished run that this command trains for longer: the same overrides but a larger
+    ``trainer.max_epochs`` (see ``extends_finished_run``).
+    """
     check_run_dir(run_dir, cfg)
     if run_state(run_dir) != "completed":
         return None
     record = read_run_record(run_dir)
-    overrides = sorted(o for o in _task_overrides() if not o.startswith(("resume=", "ckpt_path=")))
-    saved = sorted(o for o in record.get("overrides", []) if not o.startswith(("resume=", "ckpt_path=")))
-    if overrides and saved != overrides:
+    overrides = _comparable(_task_overrides())
+    saved = _comparable(record.get("overrides", []))
+    if not overrides or saved == overrides:
+        return record
+    if _comparable(saved, EPOCHS) == _comparable(overrides, EPOCHS):
+        return None if _check_extension(record, cfg, run_dir) else record
+    raise RunDirectoryError(
+        f"{run_dir} holds a finished run of other overrides ({' '.join(saved)}); resume=true only "
+        "skips the same command's runs (or trains them for longer with a larger trainer.max_epochs): "
+        "choose another hydra.sweep.dir / hydra.run.dir"
+    )
+
+
+EPOCHS = "trainer.max_epochs"
+
+
+def _comparable(overrides: list[str], *ignored: str) -> list[str]:
+    """Overrides that make a run what it is: not how it was started, nor the ``ignored`` keys."""
+    keys = ("resume", "ckpt_path", *ignored)
+    return sorted(o for o in overrides if _override_key(o) not in keys)
+
+
+def _check_extension(record: dict[str, Any], cfg: DictConfig, run_dir: Path) -> bool:
+    """Whether ``cfg`` trains the finished run for longer (False: the same length, skip it); else refuse."""
+    requested, trained = cfg.trainer.get("max_epochs"), record.get("max_epochs")
+    if trained is None:
         raise RunDirectoryError(
-            f"{run_dir} holds a finished run of other overrides ({' '.join(saved)}); resume=true only "
-            "skips the same command's runs: choose another hydra.sweep.dir / hydra.run.dir"
+            f"{run_dir} holds a finished run without epochs ({record['model']}): it "
+            "cannot be trained for longer; choose another hydra.run.dir"
         )
-    return record
+    if requested == trained:
+        return False
+    if requested is None or requested < trained:
+        raise RunDirectoryError(
+            f"{run_dir} holds a run finished after trainer.max_epochs={trained}; {EPOCHS}={requested} does "
+            f"not train it for longer: pass {EPOCHS} > {trained}, or choose another hydra.run.dir"
+        )
+    if not (run_dir / LAST_CHECKPOINT).is_file():
+        raise RunDirectoryError(
+            f"{run_dir} holds a finished run without {LAST_CHECKPOINT} to continue from; train a new "
+            f"run with {EPOCHS}={requested} in another hydra.run.dir"
+        )
+    log.warning(
+        "training the finished run in %s for longer: %d -> %d epochs, from its %s; its %s is replaced at "
+        "the end (the previous figures are kept under extended_from)",
+        run_dir,
+        trained,
+        requested,
+        LAST_CHECKPOINT,
+        RUN_RECORD,
+    )
+    return True
+
+
+def extended_record(run_dir: Path) -> dict[str, Any] | None:
+    """The finished run's record when this run trains it for longer (``finished_record`` let it through)."""
+    return read_run_record(run_dir) if run_state(run_dir) == "completed" else None
 
 
 def prepare_resume(cfg: DictConfig, run_dir: Path) -> Path | None:
@@ -131,9 +185,9 @@ def load_training_checkpoint(path: Path) -> dict[str, Any]:
         # Lightning's own format pickles hyperparameters, so it cannot be read with weights_only
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise CheckpointError(
-            f"{path} is corrupt or truncated ({reason}); resume from another checkpoint (e.g. "
+            f"{path} is corrupt or truncated (reading it failed with {reason_of(error)}); resume from "
+            "another checkpoint (e.g. "
             "checkpoints/epoch_*.ckpt) or start a new run without ckpt_path / resume"
         ) from error
     if not isinstance(checkpoint, dict) or not checkpoint.keys() >= TRAINING_CHECKPOINT_KEYS:

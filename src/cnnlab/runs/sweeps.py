@@ -83,7 +83,34 @@ def record_failure(cfg: DictConfig, error: BaseException) -> None:
         "run_dir": str(run_dir),
         "failed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    _log_to_file(f"the run failed: {record['error']}")
+    if not any(run_dir.glob("checkpoints/*.ckpt")):
+        record["before_training"] = True
+        _drop_logs_of_no_run(run_dir)
     write_json_atomic(run_dir / RUN_RECORD, record)
+
+
+def _log_to_file(message: str) -> None:
+    """Into train.log (Hydra's file handler) only: the console already shows the error line."""
+    entry = logging.LogRecord(log.name, logging.ERROR, __file__, 0, message, None, None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(entry)
+
+
+# what the loggers start writing as soon as the trainer exists (conf/logger/)
+LOGGER_FOLDERS = ("tensorboard", "csv")
+
+
+def _drop_logs_of_no_run(run_dir: Path) -> None:
+    """A run that failed before its first checkpoint (a config or data error, mostly) keeps its train.log,
+    .hydra/ and failed record, but not the logger folders: TensorBoard would list them as runs."""
+    import shutil
+
+    for name in (*LOGGER_FOLDERS, "checkpoints"):
+        folder = run_dir / name
+        if folder.is_dir() and not any(folder.glob("**/*.ckpt")):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _choice(group: str) -> str | None:

@@ -15,12 +15,14 @@ import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 
 from cnnlab.callbacks.epochs_to_accuracy import EpochsToAccuracy
+from cnnlab.callbacks.train_time import TrainTime
 from cnnlab.data import ImageDataModule
-from cnnlab.errors import ConfigError
+from cnnlab.errors import ConfigError, reason_of
 from cnnlab.models.build import check_input_shape, count_parameters
 from cnnlab.runs import resume
 from cnnlab.runs.record import (
@@ -148,6 +150,33 @@ def build_module(cfg: DictConfig, net: nn.Module, datamodule: ImageDataModule) -
     return module
 
 
+def build_trainer(trainer_cfg: DictConfig, callbacks: list[Callback], loggers: list[Logger]) -> L.Trainer:
+    """The Lightning Trainer of the config; a setting Lightning rejects (e.g. a GPU where there is none) is a
+    ConfigError."""
+    try:
+        return instantiate(
+            trainer_cfg,
+            callbacks=callbacks,
+            logger=loggers or False,
+            precision=resolve_precision(trainer_cfg),
+        )
+    except Exception as error:
+        cause: BaseException | None = error
+        while cause is not None and not isinstance(cause, MisconfigurationException):
+            cause = cause.__cause__ or cause.__context__
+        if cause is None:
+            raise
+        accelerator = trainer_cfg.get("accelerator", "auto")
+        if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+            raise ConfigError(
+                f"trainer.accelerator={accelerator} (trainer=gpu) but this machine has no usable GPU "
+                f"({reason_of(cause)}); use trainer=cpu, or trainer.accelerator=auto (a GPU if there is one)"
+            ) from error
+        raise ConfigError(
+            f"Lightning rejects the trainer settings ({reason_of(cause)}); fix the trainer.* overrides"
+        ) from error
+
+
 def fit_network(
     cfg: DictConfig, net: nn.Module, datamodule: ImageDataModule, output_dir: Path
 ) -> dict[str, Any] | None:
@@ -163,6 +192,7 @@ def fit_network(
         _without_validation(cfg)
     check_input_shape(net, datamodule.shape, datamodule.num_classes, datamodule.name)
     module = build_module(cfg, net, datamodule)
+    module.make_optimizer()  # a bad optimizer setting (optimizer.lr=abc) stops here, before training starts
     resolved = OmegaConf.to_container(cfg, resolve=True)
     module.run_config = resolved
     lr_found = None
@@ -175,10 +205,10 @@ def fit_network(
     callbacks: list[Callback] = instantiate_all(cfg.get("callbacks"))
     milestone = EpochsToAccuracy(cfg.get("val_acc_target", 0.7))
     callbacks.append(milestone)
+    timer = TrainTime()  # the time trained before the checkpoint resumed from, if any
+    callbacks.append(timer)
     loggers: list[Logger] = instantiate_all(cfg.get("logger"))
-    trainer: L.Trainer = instantiate(
-        cfg.trainer, callbacks=callbacks, logger=loggers or False, precision=resolve_precision(cfg.trainer)
-    )
+    trainer = build_trainer(cfg.trainer, callbacks, loggers)
 
     log.info(config_line(cfg, datamodule, trainer))
     fit_start = time.perf_counter()
@@ -186,7 +216,8 @@ def fit_network(
         resume.check_checkpoint_fits(Path(cfg.ckpt_path), module)
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     train_time = time.perf_counter() - fit_start
-    epochs_to_val_acc = milestone.epochs  # read before testing restores callback states from a checkpoint
+    # read before testing restores callback states from a checkpoint
+    epochs_to_val_acc, trained_before = milestone.epochs, timer.before_s
 
     checkpoint = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
     best_path = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
@@ -213,7 +244,9 @@ def fit_network(
         "epochs": trainer.current_epoch,
         "max_epochs": cfg.trainer.max_epochs,
         "stopped_early": stopped_early,
-        "train_time_s": round(train_time, 2),
+        "train_time_s": round(trained_before + train_time, 2),
+        # a resumed run: the time after the resume (train_time_s adds the checkpoint's)
+        "train_time_resumed_s": round(train_time, 2) if cfg.get("ckpt_path") else None,
         "best_val_acc": float(best_score) if best_score is not None else None,
         "test_acc": test_metrics.get("test/acc"),
         "test_f1_macro": test_metrics.get("test/f1_macro"),
@@ -225,7 +258,9 @@ def fit_network(
         "val_acc_target": milestone.target,
         "train_images": len(datamodule.train_set) if datamodule.train_set is not None else None,
         "val_images": datamodule.val_size,
-        "test_images": len(datamodule.test_set) if datamodule.test_set is not None else None,
+        # the images tested (fewer than the test set's with trainer.limit_test_batches), and the test set's
+        "test_images": module.tested_images if test_metrics else None,
+        "test_set_images": len(datamodule.test_set) if datamodule.test_set is not None else None,
         "batch_size": datamodule.batch_size,
         "loader": datamodule.loader_used,  # the data path data.loader (auto by default) took
         "optimizer": hydra_choice("optimizer", cfg.optimizer._target_),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -14,12 +15,17 @@ from torch.optim.lr_scheduler import LRScheduler
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
-from cnnlab.errors import ConfigError
+from cnnlab.errors import ConfigError, reason_of
 from cnnlab.training.param_groups import apply_lr_scales, parameter_groups
+from cnnlab.training.schedulers import replay
 from cnnlab.training.tta import check_mode, tta_probabilities
+
+log = logging.getLogger(__name__)
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
 SchedulerFactory = Callable[..., LRScheduler]
+# the number of steps a checkpoint's learning-rate schedule spans
+SCHEDULE_STEPS = "cnnlab_schedule_steps"
 
 
 class StepOutputs:
@@ -101,6 +107,11 @@ class ClassifierModule(L.LightningModule):
         self.run_config: dict[str, Any] | None = None
         # NHWC inputs to match a channels_last net (model.channels_last): faster convs on tensor cores
         self.channels_last = False
+        # the steps this run's schedule spans, and a checkpoint being restored (its schedule is checked)
+        self.schedule_steps: int | None = None
+        self._restoring: tuple[Any, dict[str, Any]] | None = None
+        # images in the last test epoch (all processes)
+        self.tested_images: int | None = None
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
@@ -125,6 +136,8 @@ class ClassifierModule(L.LightningModule):
             return {}
         metrics: MetricCollection = getattr(self, f"{stage}_metrics")
         loss: MeanMetric = getattr(self, f"{stage}_loss")
+        if stage == "test":  # what was really tested: limit_test_batches may stop short of the test set
+            self.tested_images = self._count_images(sum(outputs.counts))
         outputs.flush_into(metrics, loss)
         values = {f"{stage}/loss": loss.compute(), **metrics.compute()}
         loss.reset()
@@ -133,6 +146,13 @@ class ClassifierModule(L.LightningModule):
             values.update(self.tta_metrics.compute())
             self.tta_metrics.reset()
         return values
+
+    def _count_images(self, count: int) -> int:
+        """``count`` summed over the processes of a distributed run."""
+        if self._trainer is None or self.trainer.world_size == 1:
+            return count
+        total = self.trainer.strategy.reduce(torch.tensor(count, device=self.device), reduce_op="sum")
+        return int(total)
 
     def _log_epoch(self, stage: str) -> None:
         values = self.epoch_metrics(stage)
@@ -179,7 +199,17 @@ class ClassifierModule(L.LightningModule):
     def make_optimizer(self) -> Optimizer:
         """The configured optimizer over the net's parameter groups, with their LR scales applied."""
         groups = parameter_groups(self.net, self.decay_norm_and_bias)
-        optimizer = self.optimizer_factory(groups, **({} if self.lr is None else {"lr": self.lr}))
+        try:
+            optimizer = self.optimizer_factory(groups, **({} if self.lr is None else {"lr": self.lr}))
+        except (TypeError, ValueError) as error:  # e.g. optimizer.lr=abc: torch compares it with 0.0
+            settings = getattr(
+                self.optimizer_factory, "keywords", {}
+            )  # Hydra's _partial_: a functools.partial
+            text = [f"optimizer.{key}={value!r}" for key, value in settings.items() if isinstance(value, str)]
+            culprit = f"{', '.join(text)} is not a number" if text else "the optimizer rejects its settings"
+            raise ConfigError(
+                f"{culprit} ({reason_of(error)}); fix the optimizer.* overrides, e.g. optimizer.lr=0.05"
+            ) from error
         apply_lr_scales(optimizer)
         return optimizer
 
@@ -192,9 +222,58 @@ class ClassifierModule(L.LightningModule):
             raise ConfigError(
                 "a learning-rate schedule needs a finite run: set trainer.max_epochs, or scheduler=none"
             )
-        scheduler = self.scheduler_factory(optimizer, total_steps=int(total_steps))
+        self.schedule_steps = int(total_steps)
+        restoring, self._restoring = self._restoring, None
+        # a checkpoint this trainer restores (not one another trainer, e.g. the LR finder's, loaded before);
+        # checked before the scheduler below writes into the optimizer's groups
+        if restoring is not None and restoring[0] is self.trainer:
+            self._fit_restored_schedule(restoring[1], optimizer)
+        scheduler = self.scheduler_factory(optimizer, total_steps=self.schedule_steps)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def _fit_restored_schedule(self, checkpoint: dict[str, Any], optimizer: Optimizer) -> None:
+        """Rebuild a checkpoint's LR schedule for this run's length when the two differ.
+
+        A scheduler's state holds its length (cosine's ``T_max``, one-cycle's ``total_steps``, ...), so a
+        run resumed with more epochs would otherwise keep the old schedule, which ends early and, for
+        cosine, climbs back up from zero. The rebuilt schedule continues at the checkpoint's step, so
+        its LR jumps to the new schedule's value there.
+        """
+        states = checkpoint.get("lr_schedulers") or []
+        saved_steps = checkpoint.get(SCHEDULE_STEPS)
+        if saved_steps is None:  # a checkpoint from before the length was saved: compare the epochs
+            epochs = [
+                (c or {}).get("trainer", {}).get("max_epochs")
+                for c in (checkpoint.get("cnnlab_config"), self.run_config)
+            ]
+            if None in epochs or epochs[0] == epochs[1]:
+                return
+        if not states or saved_steps == self.schedule_steps:
+            return
+        steps_taken = int(states[0].get("last_epoch", checkpoint["global_step"]))
+        state, written = replay(self.scheduler_factory, optimizer, self.schedule_steps, steps_taken)
+        saved_groups = checkpoint["optimizer_states"][0]["param_groups"]
+        old_lr = saved_groups[0]["lr"]
+        for saved_group, values in zip(saved_groups, written, strict=False):
+            saved_group.update(values)
+        states[0] = state
+        log.warning(
+            "the checkpoint's learning-rate schedule spans %s steps and this run %d: rebuilt for %d steps "
+            "and continued at step %d, where its LR is %.3g (the checkpoint's was %.3g)",
+            saved_steps if saved_steps is not None else "another number of",
+            self.schedule_steps,
+            self.schedule_steps,
+            steps_taken,
+            written[0]["lr"],
+            old_lr,
+        )
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Lightning restores the optimizer and scheduler states after configure_optimizers, from this dict
+        self._restoring = (self._trainer, checkpoint)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.run_config is not None:
             checkpoint["cnnlab_config"] = self.run_config
+        if self.schedule_steps is not None:
+            checkpoint[SCHEDULE_STEPS] = self.schedule_steps

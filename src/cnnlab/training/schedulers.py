@@ -7,8 +7,10 @@ states the shape of the schedule. Configs select them with ``_partial_: true``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
+import torch
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import (
     CosineAnnealingLR,
@@ -78,3 +80,31 @@ def triangle(
     up = LinearLR(optimizer, start_factor=start, end_factor=1.0, total_iters=rise)
     down = LinearLR(optimizer, start_factor=1.0, end_factor=end, total_iters=max(1, total_steps - rise))
     return SequentialLR(optimizer, [up, down], milestones=[rise])
+
+
+def replay(
+    factory: Callable[..., LRScheduler], optimizer: Optimizer, total_steps: int, steps_taken: int
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A schedule of ``total_steps`` after ``steps_taken`` steps: its state and the param-group values it set.
+
+    Runs on a twin of ``optimizer`` (same class, groups and options, placeholder parameters), which must
+    not have been touched by a scheduler yet: some schedules read their peak from the groups' LR.
+    Returns the scheduler's ``state_dict`` and, per group, the entries the schedule wrote (LR, momentum,
+    ...), to put into a restored optimizer.
+    """
+    groups = [
+        {**{key: value for key, value in group.items() if key != "params"}, "params": [torch.zeros(1)]}
+        for group in optimizer.param_groups
+    ]
+    twin = type(optimizer)(groups, **optimizer.defaults)
+    before = [dict(group) for group in twin.param_groups]
+    scheduler = factory(twin, total_steps=total_steps)
+    for _ in range(steps_taken):
+        twin.step()  # a no-op (no gradients); keeps torch from warning about the order of the calls
+        scheduler.step()
+    written = [
+        {key: value for key, value in group.items() if key != "params" and (key, value) not in old.items()}
+        | {"lr": group["lr"]}
+        for group, old in zip(twin.param_groups, before, strict=True)
+    ]
+    return scheduler.state_dict(), written
