@@ -12,7 +12,7 @@ CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="evaluate")
-def main(cfg: DictConfig) -> float:
+def main(cfg: DictConfig) -> float | None:
     from cnnlab.analysis.evaluation import evaluate_checkpoint
     from cnnlab.errors import exit_on_user_error
 
@@ -27,7 +27,7 @@ def main(cfg: DictConfig) -> float:
             device=cfg.device,
             tensorboard=cfg.tensorboard,
         )
-    return metrics["accuracy"]
+    return metrics.get("accuracy")
 
 
 if __name__ == "__main__":

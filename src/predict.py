@@ -26,6 +26,8 @@ def main(cfg: DictConfig) -> None:
             batch_size=cfg.batch_size,
             device=cfg.device,
             dataset=cfg.get("data", {}).get("name"),
+            output_dir=cfg.get("output_dir"),
+            min_score=cfg.get("min_score", 0.5),
         )
 
 

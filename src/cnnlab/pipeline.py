@@ -36,6 +36,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     L.seed_everything(cfg.seed, workers=True)
     datamodule: ImageDataModule = instantiate(cfg.data)
     model = instantiate_model(cfg)
+    if cfg.model.get("backbone_ckpt"):  # a detector / U-Net starting from a trained classifier's stages
+        from cnnlab.analysis.checkpoints import initialise_backbone
+
+        initialise_backbone(model, cfg.model.backbone_ckpt)
     if isinstance(model, nn.Module):
         results = fit_network(cfg, model, datamodule, output_dir)
         if results is None:  # lr_find.enabled without apply: the plot and the suggestion are the output

@@ -70,9 +70,23 @@ def summary_line(record: dict[str, Any]) -> str:
         return "n/a" if value is None else f"{value:.4f}"
 
     epochs = f"{record['epochs']} epochs " if record.get("epochs") is not None else ""
+    if record.get("task") == "detect":
+        figures = (
+            f"test mAP {fmt(record.get('test_map'))}, mAP@0.5 {fmt(record.get('test_map_50'))}, "
+            f"best val mAP@0.5 {fmt(record.get('best_val_map_50'))}"
+        )
+    elif record.get("task") == "segment":
+        figures = (
+            f"test mIoU {fmt(record.get('test_miou'))}, pixel acc {fmt(record.get('test_pixel_acc'))}, "
+            f"best val mIoU {fmt(record.get('best_val_miou'))}"
+        )
+    else:
+        figures = (
+            f"test acc {fmt(record.get('test_acc'))}, macro-F1 {fmt(record.get('test_f1_macro'))}, "
+            f"best val acc {fmt(record.get('best_val_acc'))}"
+        )
     return (
-        f"{record['model']} on {record['dataset']}: test acc {fmt(record.get('test_acc'))}, "
-        f"macro-F1 {fmt(record.get('test_f1_macro'))}, best val acc {fmt(record.get('best_val_acc'))}, "
+        f"{record['model']} on {record['dataset']}: {figures}, "
         f"{record.get('params', 0):,} params, {epochs}in {record.get('train_time_s', 0):.1f} s "
         f"on {record.get('device', '?')} -> {record['run_dir']}"
     )

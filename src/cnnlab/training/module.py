@@ -53,11 +53,66 @@ class StepOutputs:
         self.clear()
 
 
-class ClassifierModule(L.LightningModule):
-    """Cross-entropy training with top-1 accuracy and macro-F1 per stage (train / val / test).
+class TrainingModule(L.LightningModule):
+    """What every task's module shares: the net, its optimizer over parameter groups, the per-step
+    schedule, and the resolved run config stored in each checkpoint.
 
     ``optimizer`` and ``scheduler`` are factories (Hydra ``_partial_`` configs); the scheduler is
-    called as ``scheduler(optimizer, total_steps=...)`` and stepped every optimizer step. Targets may
+    called as ``scheduler(optimizer, total_steps=...)`` and stepped every optimizer step.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        optimizer: OptimizerFactory,
+        scheduler: SchedulerFactory | None = None,
+        decay_norm_and_bias: bool = True,
+    ) -> None:
+        super().__init__()
+        self.net = net
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.decay_norm_and_bias = decay_norm_and_bias
+        # set to override the optimizer config's LR (the LR finder's suggestion)
+        self.lr: float | None = None
+        # The resolved run config, stored in every checkpoint so that a checkpoint alone rebuilds its model.
+        self.run_config: dict[str, Any] | None = None
+        # NHWC inputs to match a channels_last net (model.channels_last): faster convs on tensor cores
+        self.channels_last = False
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return self.net(images)
+
+    def make_optimizer(self) -> Optimizer:
+        """The configured optimizer over the net's parameter groups, with their LR scales applied."""
+        groups = parameter_groups(self.net, self.decay_norm_and_bias)
+        optimizer = self.optimizer_factory(groups, **({} if self.lr is None else {"lr": self.lr}))
+        apply_lr_scales(optimizer)
+        return optimizer
+
+    def configure_optimizers(self) -> Optimizer | dict[str, Any]:
+        optimizer = self.make_optimizer()
+        if self.scheduler_factory is None:
+            return optimizer
+        total_steps = self.trainer.estimated_stepping_batches
+        if not math.isfinite(total_steps):
+            raise ConfigError(
+                "a learning-rate schedule needs a finite run: set trainer.max_epochs, or scheduler=none"
+            )
+        scheduler = self.scheduler_factory(optimizer, total_steps=int(total_steps))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.run_config is not None:
+            checkpoint["cnnlab_config"] = self.run_config
+
+
+class ClassifierModule(TrainingModule):
+    """Cross-entropy training with top-1 accuracy and macro-F1 per stage (train / val / test).
+
+    Targets may
     be class indices or class probabilities (MixUp / CutMix batches); ``tta`` adds test metrics under
     test-time augmentation (``test/tta_acc``, ...) next to the plain ones.
     """
@@ -72,11 +127,8 @@ class ClassifierModule(L.LightningModule):
         decay_norm_and_bias: bool = True,
         tta: str | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(net, optimizer, scheduler, decay_norm_and_bias)
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
-        self.net = net
-        self.optimizer_factory = optimizer
-        self.scheduler_factory = scheduler
         self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
         metrics = MetricCollection(
             {
@@ -91,18 +143,6 @@ class ClassifierModule(L.LightningModule):
         self.tta = check_mode(tta)
         self.tta_metrics = metrics.clone(prefix="test/tta_")
         self._step_outputs = {stage: StepOutputs() for stage in ("train", "val", "test")}
-        self.decay_norm_and_bias = decay_norm_and_bias
-        # set to override the optimizer config's LR (the LR finder's suggestion)
-        self.lr: float | None = None
-        # The resolved run config, stored in every checkpoint so that a checkpoint alone rebuilds its model.
-        self.run_config: dict[str, Any] | None = None
-        # NHWC inputs to match a channels_last net (model.channels_last): faster convs on tensor cores
-        self.channels_last = False
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        if self.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        return self.net(images)
 
     def _shared_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
         images, targets = batch
@@ -158,26 +198,3 @@ class ClassifierModule(L.LightningModule):
     def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         images = batch[0] if isinstance(batch, (tuple, list)) else batch
         return self(images).softmax(dim=-1)
-
-    def make_optimizer(self) -> Optimizer:
-        """The configured optimizer over the net's parameter groups, with their LR scales applied."""
-        groups = parameter_groups(self.net, self.decay_norm_and_bias)
-        optimizer = self.optimizer_factory(groups, **({} if self.lr is None else {"lr": self.lr}))
-        apply_lr_scales(optimizer)
-        return optimizer
-
-    def configure_optimizers(self) -> Optimizer | dict[str, Any]:
-        optimizer = self.make_optimizer()
-        if self.scheduler_factory is None:
-            return optimizer
-        total_steps = self.trainer.estimated_stepping_batches
-        if not math.isfinite(total_steps):
-            raise ConfigError(
-                "a learning-rate schedule needs a finite run: set trainer.max_epochs, or scheduler=none"
-            )
-        scheduler = self.scheduler_factory(optimizer, total_steps=int(total_steps))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if self.run_config is not None:
-            checkpoint["cnnlab_config"] = self.run_config
