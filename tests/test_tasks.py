@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from cnnlab.data.canvas import CanvasDataModule
+from cnnlab.results import results_table
 from tests.conftest import TINY, run_entry
 
 pytestmark = pytest.mark.slow
@@ -71,8 +72,15 @@ def test_detection_preset_trains_records_evaluates_and_predicts(
     tiny_data: Path, tmp_path: Path, capsys
 ) -> None:
     run = tmp_path / "detect"
+    # score_threshold=0: a detector this young scores below the default threshold, and predict needs boxes
     record = train(
-        tiny_data, run, "experiment=detect_digits", *CANVAS, "trainer.max_epochs=2", "logger=default"
+        tiny_data,
+        run,
+        "experiment=detect_digits",
+        *CANVAS,
+        "trainer.max_epochs=2",
+        "logger=default",
+        "model.score_threshold=0",
     )
     assert record["task"] == "detect" and record["dataset"] == "mnist_canvas"
     assert 0 <= record["test_map"] <= record["test_map_50"] <= 1
@@ -131,7 +139,7 @@ def test_detection_preset_trains_records_evaluates_and_predicts(
 
 def test_segmentation_preset_from_a_trained_classifier(tiny_data: Path, tmp_path: Path, capsys) -> None:
     classifier = tmp_path / "classifier"
-    train(tiny_data, classifier, "data=mnist", "model=smallcnn")
+    assert train(tiny_data, classifier, "data=mnist", "model=smallcnn")["task"] == "classify"
     run = tmp_path / "segment"
     record = train(
         tiny_data,
@@ -140,6 +148,7 @@ def test_segmentation_preset_from_a_trained_classifier(tiny_data: Path, tmp_path
         *CANVAS,
         f"model.backbone_ckpt={classifier}",
         "logger=default",
+        "trainer.max_epochs=2",  # one-cycle needs a few steps per phase
     )
     assert record["task"] == "segment"
     assert 0 <= record["test_miou"] <= 1 and 0 <= record["test_pixel_acc"] <= 1
@@ -186,3 +195,20 @@ def test_segmentation_preset_from_a_trained_classifier(tiny_data: Path, tmp_path
 def test_bad_task_input_is_one_line(tiny_data: Path, tmp_path: Path, capsys, overrides, fragments) -> None:
     args = [f"hydra.run.dir={tmp_path / 'run'}", f"data.root={tiny_data}", *TINY, *overrides]
     expect_user_error("train", args, capsys, *fragments)
+
+
+def test_results_table_shows_the_task_columns(tmp_path: Path) -> None:
+    records = {
+        "det": {"model": "detector", "task": "detect", "test_map": 0.61, "test_map_50": 0.93},
+        "seg": {"model": "unet", "task": "segment", "test_miou": 0.84},
+        "cls": {"model": "smallcnn", "task": "classify", "test_acc": 0.99},
+    }
+    for name, fields in records.items():
+        (tmp_path / name).mkdir()
+        record = {"status": "completed", "dataset": "mnist_canvas", "seed": 0, "overrides": [], **fields}
+        (tmp_path / name / "metrics.json").write_text(json.dumps(record))
+    text, _ = results_table([tmp_path])
+    header = text.splitlines()[0]
+    assert "test mAP" in header and "test mAP@0.5" in header and "test mIoU" in header
+    detector_row = next(line for line in text.splitlines() if "| detector |" in line)
+    assert "0.9300" in detector_row and "0.6100" in detector_row
