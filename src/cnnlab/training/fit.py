@@ -165,7 +165,7 @@ def task_record(task: str, best_score: Any, test_metrics: dict[str, float]) -> d
     record[fields["best_val"]] = float(best_score) if best_score is not None else None
     record.update({name: test_metrics.get(key) for key, name in fields.items() if key != "best_val"})
     record["per_class_test"] = {
-        key.split("/", 2)[2]: value for key, value in test_metrics.items() if key.count("/") == 2
+        key.split("/", 1)[1]: value for key, value in test_metrics.items() if key.count("/") == 2
     }
     return record
 
