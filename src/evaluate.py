@@ -12,7 +12,7 @@ CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="evaluate")
-def run(cfg: DictConfig) -> float:
+def run(cfg: DictConfig) -> float | None:
     from cnnlab.baselines.trained import classical_run
     from cnnlab.errors import exit_on_user_error
 
@@ -43,7 +43,7 @@ def run(cfg: DictConfig) -> float:
                 device=cfg.device,
                 tensorboard=cfg.tensorboard,
             )
-    return metrics["accuracy"]
+    return metrics.get("accuracy")
 
 
 def main() -> None:

@@ -35,6 +35,8 @@ def run(cfg: DictConfig) -> None:
             batch_size=cfg.batch_size,
             device=cfg.device,
             dataset=dataset,
+            output_dir=cfg.get("output_dir"),
+            min_score=cfg.get("min_score", 0.5),
         )
 
 

@@ -14,6 +14,8 @@ register_resolvers()  # before Hydra resolves hydra.sweep.subdir
 
 # conf/ beside src/ (editable install); absolute so Hydra finds it however this module is imported
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+# classification, detection (mAP@0.5), segmentation (mIoU)
+BEST_VALIDATION = ("best_val_acc", "best_val_map_50", "best_val_miou")
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
@@ -25,8 +27,9 @@ def run(cfg: DictConfig) -> float | None:
 
     # a failed run records its error in its directory; in a sweep the other jobs still run
     with sweep_goes_on(), exit_on_user_error(), failure_recorded(cfg), ranks_join_this_job(cfg):
-        # the value a Hydra sweeper (e.g. Optuna) optimises
-        return train(cfg).get("best_val_acc")
+        # the value a Hydra sweeper (e.g. Optuna) optimises: the task's best validation figure
+        record = train(cfg)
+        return next((record[key] for key in BEST_VALIDATION if record.get(key) is not None), None)
     return float("nan")  # a failed sweep job: sweepers count NaN as a failed trial
 
 

@@ -41,6 +41,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     L.seed_everything(cfg.seed, workers=True, verbose=False)  # the seed is in the run's first line
     datamodule: ImageDataModule = instantiate(cfg.data)
     model = instantiate_model(cfg)
+    if cfg.model.get("backbone_ckpt"):  # a detector / U-Net starting from a trained classifier's stages
+        from cnnlab.analysis.checkpoints import initialise_backbone
+
+        initialise_backbone(model, cfg.model.backbone_ckpt)
     if isinstance(model, nn.Module):
         try:
             results = fit_network(cfg, model, datamodule, output_dir)

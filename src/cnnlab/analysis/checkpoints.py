@@ -6,6 +6,8 @@ checkpoint alone rebuilds the exact model and the exact input normalisation.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,8 @@ from cnnlab.data import ImageDataModule
 from cnnlab.errors import CheckpointError, reason_of
 from cnnlab.models.build import instantiate_model
 from cnnlab.runs.record import RUN_RECORD, read_run_record
+
+log = logging.getLogger(__name__)
 
 STATE_PREFIX = "net."  # ClassifierModule keeps the architecture under .net
 
@@ -42,6 +46,18 @@ class TrainedModel:
     @property
     def class_names(self) -> list[str]:
         return self.datamodule.classes
+
+    @property
+    def task(self) -> str:
+        return task_of_config(self.config)
+
+
+def task_of_config(config: dict[str, Any]) -> str:
+    """classify, detect or segment: the task of a checkpoint's model, from its saved config."""
+    target = str(config["model"].get("_target_", ""))
+    return {"cnnlab.models.detector.Detector": "detect", "cnnlab.models.unet.UNet": "segment"}.get(
+        target, "classify"
+    )
 
 
 def resolve_checkpoint_path(path: str | Path | None) -> Path:
@@ -114,15 +130,25 @@ def load_trained_model(
     path: str | Path | None,
     dataset: str | None = None,
     data_root: str | Path | None = None,
+    tasks: Sequence[str] | None = None,
+    purpose: str = "this tool",
 ) -> TrainedModel:
     """Rebuild the network and data module of a training checkpoint.
 
     ``dataset``: the dataset the caller expects (a mismatch is an error); ``data_root``: where the
-    data files are now, when not where training read them.
+    data files are now, when not where training read them; ``tasks``: the tasks the caller handles
+    (``purpose`` names the caller in the error), None for any.
     """
     path = resolve_checkpoint_path(path)
     checkpoint = read_checkpoint(path)
     config: dict[str, Any] = checkpoint["cnnlab_config"]
+    task = task_of_config(config)
+    if tasks is not None and task not in tasks:
+        model = str(config["model"]["_target_"]).rsplit(".", 1)[-1]
+        raise CheckpointError(
+            f"{path} is a {task} checkpoint ({model} on {config['data']['name']}), but {purpose} takes "
+            f"{' or '.join(tasks)} checkpoints only; pass a checkpoint of a {'/'.join(tasks)} run"
+        )
     trained_on = config["data"]["name"]
     if dataset is not None and dataset != trained_on:
         raise CheckpointError(
@@ -156,3 +182,20 @@ def load_trained_model(
         epoch=int(checkpoint.get("epoch", 0)),
         global_step=int(checkpoint.get("global_step", 0)),
     )
+
+
+def initialise_backbone(net: nn.Module, ckpt_path: str | Path) -> None:
+    """Load a trained classifier's conv stages into a detector's or U-Net's backbone."""
+    classifier = load_trained_model(ckpt_path, tasks=("classify",), purpose="model.backbone_ckpt")
+    backbone = net.backbone
+    stages = getattr(classifier.net, "stages", None)
+    first_conv = next((p for p in classifier.net.parameters() if p.dim() == 4), None)
+    if stages is None or first_conv is None:
+        raise CheckpointError(
+            f"model.backbone_ckpt={classifier.checkpoint_path} holds a {classifier.model_name}, which has no "
+            f"conv stages; pass a {backbone.name} classifier"
+        )
+    backbone.load_classifier_stages(
+        classifier.net.state_dict(), str(classifier.checkpoint_path), int(first_conv.shape[1])
+    )
+    log.info("backbone initialised from %s (%s)", classifier.checkpoint_path, classifier.model_name)

@@ -82,6 +82,8 @@ def evaluate_checkpoint(
     if download:
         datamodule.download = True
         datamodule.prepare_data()
+    if model.task != "classify":
+        return _evaluate_dense(model, out, pick_device(device), batch_size, tensorboard)
     datamodule.setup("test")  # reads the test files: a data problem stops us before anything is written
     test_set = datamodule.test_set
     assert test_set is not None
@@ -147,6 +149,43 @@ def _matches(test_predictions: tuple[torch.Tensor, torch.Tensor] | None, labels:
         log.info("the test loop's predictions do not cover the test set in order: predicting again")
         return False
     return True
+
+
+def _evaluate_dense(
+    model: TrainedModel, out: Path, device: torch.device, batch_size: int, tensorboard: bool
+) -> dict[str, Any]:
+    """A detector's or U-Net's test-canvas analysis (analysis/detection.py, analysis/segmentation.py)."""
+    if model.task == "detect":
+        from cnnlab.analysis import detection as analysis
+    else:
+        from cnnlab.analysis import segmentation as analysis
+    runner = analysis.evaluate_detection if model.task == "detect" else analysis.evaluate_segmentation
+    result = runner(model, out, device, batch_size)
+    record = (
+        read_run_record(model.run_dir) if model.run_dir and (model.run_dir / RUN_RECORD).is_file() else {}
+    )
+    metrics = {
+        "checkpoint": str(model.checkpoint_path),
+        "model": record.get("model", model.model_name),
+        "dataset": model.datamodule.name,
+        "epoch": model.epoch + 1,
+        **result["metrics"],
+        "output_dir": str(out),
+    }
+    write_json_atomic(out / EVAL_METRICS, metrics)
+    if tensorboard:
+        from cnnlab.analysis.tensorboard import log_evaluation
+
+        final = {
+            f"hparams/eval/{key}": float(value)
+            for key, value in metrics.items()
+            if key in ("map", "map_50", "map_75", "miou", "pixel_accuracy")
+        }
+        images = {f"eval/{name}": path for name, path in result["pictures"].items()}
+        log_dir = (model.run_dir or out) / "tensorboard"
+        log_evaluation(log_dir, images, hparams(model.config), final, step=model.global_step)
+    print(analysis.summary_line(metrics))
+    return metrics
 
 
 def summary_line(metrics: dict[str, Any]) -> str:

@@ -33,8 +33,9 @@ def image_files(path: str | Path | None) -> list[Path]:
     return files
 
 
-def read_image(path: Path, channels: int, size: int) -> torch.Tensor:
-    """A (channels, size, size) uint8 image, as the dataset's images are: grey or RGB, resized to fit.
+def read_image(path: Path, channels: int, size: int | None) -> torch.Tensor:
+    """A (channels, size, size) uint8 image, as the dataset's images are: grey or RGB, resized to fit
+    (``size`` None: at its own size).
 
     Resizing does not keep the aspect ratio: the whole picture is squeezed into the model's square.
     """
@@ -46,7 +47,7 @@ def read_image(path: Path, channels: int, size: int) -> torch.Tensor:
     tensor = F.pil_to_tensor(converted)
     if channels not in (1, 3):
         raise ConfigError(f"cannot feed photos to a model of {channels} input channels")
-    if tuple(tensor.shape[-2:]) != (size, size):
+    if size is not None and tuple(tensor.shape[-2:]) != (size, size):
         tensor = F.resize(tensor, [size, size], antialias=True)
     return tensor
 
@@ -116,15 +117,74 @@ def predict(
     batch_size: int = 256,
     device: str = "auto",
     dataset: str | None = None,
+    output_dir: str | Path | None = None,
+    min_score: float = 0.5,
 ) -> list[dict[str, Any]]:
-    """Classify ``image`` (a file or a folder), print the top-k per image, optionally write a CSV."""
+    """Classify ``image`` (a file or a folder), print the top-k per image, optionally write a CSV.
+
+    A detector prints one line per box scoring at least ``min_score`` and a U-Net the pixels of each
+    class; both write annotated PNGs into ``output_dir`` when it is given.
+    """
     out = check_output(output, overwrite)
     files = image_files(image)
     model = load_trained_model(ckpt_path, dataset=dataset)
+    if model.task != "classify":
+        return predict_dense(
+            model, files, out, pick_device(device), batch_size, output_dir, min_score, overwrite
+        )
     predictions = predict_files(model, files, pick_device(device), top_k, batch_size)
     for prediction in predictions:
         print(format_prediction(prediction))
     if out is not None:
         write_predictions(predictions, out)
+        print(f"{len(predictions)} predictions -> {out}")
+    return predictions
+
+
+def predict_dense(
+    model: TrainedModel,
+    files: Sequence[Path],
+    out: Path | None,
+    device: torch.device,
+    batch_size: int,
+    output_dir: str | Path | None,
+    min_score: float,
+    overwrite: bool,
+) -> list[dict[str, Any]]:
+    """Detect objects in, or segment, each file at the model's canvas size; results in the file's pixels."""
+    from cnnlab.analysis.dense_prediction import annotate, detect_files, segment_files
+
+    pictures = Path(output_dir).expanduser() if output_dir else None
+    if pictures is not None and pictures.is_dir() and any(pictures.iterdir()) and not overwrite:
+        raise ConfigError(
+            f"output_dir={pictures} already holds files; pass overwrite=true or another output_dir "
+            "(nothing written)"
+        )
+    channels = model.datamodule.shape[0]
+    originals = [read_image(path, channels, None) for path in files]
+    if model.task == "detect":
+        predictions = detect_files(model, files, originals, device, batch_size, min_score)
+    else:
+        predictions = segment_files(model, files, originals, device, batch_size)
+    for prediction in predictions:
+        print(prediction["line"])
+    if pictures is not None:
+        pictures.mkdir(parents=True, exist_ok=True)
+        for prediction, original in zip(predictions, originals, strict=True):
+            annotate(model, original, prediction).save(pictures / f"{Path(prediction['file']).stem}.png")
+        print(f"{len(predictions)} annotated images -> {pictures}")
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with out.open("w", newline="") as file:
+            writer = csv.writer(file)
+            if model.task == "detect":
+                writer.writerow(["file", "class", "score", "x1", "y1", "x2", "y2"])
+                for p in predictions:
+                    for name, score, box in p["boxes"]:
+                        writer.writerow([p["file"], name, f"{score:.6f}", *(f"{v:.1f}" for v in box)])
+            else:
+                writer.writerow(["file", "class", "pixels"])
+                for p in predictions:
+                    writer.writerows([p["file"], name, count] for name, count in p["pixels"].items())
         print(f"{len(predictions)} predictions -> {out}")
     return predictions

@@ -11,11 +11,16 @@ from torch import nn
 
 from cnnlab.errors import ConfigError
 
+NOT_CLASS_ARGUMENTS = ("channels_last", "monitor", "backbone_ckpt")
+
 
 def instantiate_model(cfg: DictConfig) -> Any:
-    """The model the config names (``model.channels_last`` is a layout option, not a class argument)."""
+    """The model the config names, without the options that are not class arguments: the layout
+    (``channels_last``), the task's checkpoint metric (``monitor``) and the backbone's initialisation
+    (``backbone_ckpt``, loaded by the pipeline)."""
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
-    model_cfg.pop("channels_last", None)
+    for option in NOT_CLASS_ARGUMENTS:
+        model_cfg.pop(option, None)
     return instantiate(model_cfg)
 
 

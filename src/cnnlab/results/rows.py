@@ -33,7 +33,14 @@ IGNORED_PREFIXES = ("hydra.", "paths.")
 # The metrics averaged over seeds, with their column titles.
 METRICS = {"test_acc": "test top-1", "test_f1_macro": "macro-F1", "best_val_acc": "val acc"}
 # shown only when some run of the table has them: TTA accuracy, epochs to the validation target
-OPTIONAL_METRICS = {"test_tta_acc": "TTA top-1", "epochs_to_val_acc": "epochs to val target"}
+OPTIONAL_METRICS = {
+    "test_tta_acc": "TTA top-1",
+    "epochs_to_val_acc": "epochs to val target",
+    # detection and segmentation runs (task detect / segment)
+    "test_map": "test mAP",
+    "test_map_50": "test mAP@0.5",
+    "test_miou": "test mIoU",
+}
 GROUP_FIELDS = ("model", "dataset", "features", "config")
 MEMBERS = "_runs"  # the row's Run objects, kept out of the written tables
 PARTIAL = "†"  # marks a row with runs tested on part of the test set

@@ -138,9 +138,23 @@ def summary_line(record: dict[str, Any]) -> str:
     epochs = f"{count} epoch{'' if count == 1 else 's'} " if count is not None else ""
     resumed = record.get("train_time_resumed_s")
     after_resume = f" ({resumed:.1f} s after the resume)" if resumed is not None else ""
+    if record.get("task") == "detect":
+        figures = (
+            f"test mAP {fmt(record.get('test_map'))}, mAP@0.5 {fmt(record.get('test_map_50'))}, "
+            f"best val mAP@0.5 {fmt(record.get('best_val_map_50'))}"
+        )
+    elif record.get("task") == "segment":
+        figures = (
+            f"test mIoU {fmt(record.get('test_miou'))}, pixel acc {fmt(record.get('test_pixel_acc'))}, "
+            f"best val mIoU {fmt(record.get('best_val_miou'))}"
+        )
+    else:
+        figures = (
+            f"test acc {fmt(record.get('test_acc'))}, macro-F1 {fmt(record.get('test_f1_macro'))}, "
+            f"best val acc {fmt(record.get('best_val_acc'))}"
+        )
     return (
-        f"{debug_run}{record['model']} on {record['dataset']}: test acc {fmt(record.get('test_acc'))}, "
-        f"macro-F1 {fmt(record.get('test_f1_macro'))}, best val acc {fmt(record.get('best_val_acc'))}, "
+        f"{debug_run}{record['model']} on {record['dataset']}: {figures}, "
         f"{record.get('params', 0):,} params, {epochs}in {record.get('train_time_s', 0):.1f} s{after_resume} "
         f"on {record.get('device', '?')} -> {record['run_dir']}"
     )

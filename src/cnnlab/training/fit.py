@@ -22,6 +22,7 @@ from torch import nn
 from cnnlab.callbacks.epochs_to_accuracy import EpochsToAccuracy
 from cnnlab.callbacks.train_time import TrainTime
 from cnnlab.data import ImageDataModule
+from cnnlab.data.canvas import CanvasDataModule
 from cnnlab.errors import ConfigError, reason_of
 from cnnlab.models.build import check_input_shape, count_parameters
 from cnnlab.runs import resume
@@ -33,8 +34,10 @@ from cnnlab.runs.record import (
     hydra_choice,
     task_overrides,
 )
+from cnnlab.training.detection import DetectionModule
 from cnnlab.training.lr_finder import find_learning_rate
-from cnnlab.training.module import ClassifierModule
+from cnnlab.training.module import ClassifierModule, TrainingModule
+from cnnlab.training.segmentation import SegmentationModule
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +45,14 @@ log = logging.getLogger(__name__)
 # (logits, labels), and the run's open TensorBoard logger (one event file for training and evaluation)
 TEST_PREDICTIONS = "test_predictions"
 TENSORBOARD = "tensorboard_logger"
+
+
+# the LightningModule of each task other than classification, and the record fields of its test figures
+TASK_MODULES: dict[str, type[TrainingModule]] = {"detect": DetectionModule, "segment": SegmentationModule}
+TASK_RECORDS = {
+    "detect": {"best_val": "best_val_map_50", "test/map": "test_map", "test/map_50": "test_map_50"},
+    "segment": {"best_val": "best_val_miou", "test/miou": "test_miou", "test/pixel_acc": "test_pixel_acc"},
+}
 
 
 def instantiate_all(section: DictConfig | None) -> list[Any]:
@@ -122,6 +133,8 @@ def quiet_library_noise() -> None:
     # short runs: the training loss is logged per epoch anyway, and every log_every_n_steps steps
     warnings.filterwarnings("ignore", message=r".*is smaller than the logging interval.*")
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    # the COCO evaluator prints its whole 12-line summary at every validation
+    logging.getLogger("faster_coco_eval").setLevel(logging.WARNING)
     # testing a checkpoint of an EMA run: its state_dict already holds the averaged weights
     warnings.filterwarnings("ignore", message=r".*WeightAveraging callback, but loading a checkpoint outside")
 
@@ -177,6 +190,56 @@ def build_trainer(trainer_cfg: DictConfig, callbacks: list[Callback], loggers: l
         ) from error
 
 
+def task_of(net: nn.Module) -> str:
+    """classify, detect or segment: what the network predicts."""
+    return getattr(net, "task", "classify")
+
+
+def check_task_fits(task: str, datamodule: ImageDataModule | CanvasDataModule, model_name: str) -> None:
+    """Detectors and U-Nets need canvases with boxes and masks; classifiers need whole-image labels."""
+    canvases = isinstance(datamodule, CanvasDataModule)
+    if task != "classify" and not canvases:
+        raise ConfigError(
+            f"model={model_name} ({task}) needs boxes and masks, which data={datamodule.name} does not have; "
+            "use data=mnist_canvas or data=fashion_canvas"
+        )
+    if task == "classify" and canvases:
+        raise ConfigError(
+            f"model={model_name} classifies whole images, but data={datamodule.name} holds canvases of "
+            "several objects; use model=detector or model=unet, or a classification dataset (data=mnist)"
+        )
+
+
+def build_task_module(cfg: DictConfig, net: nn.Module, datamodule: CanvasDataModule) -> TrainingModule:
+    """The detection or segmentation module for ``net``, with the same optimizer and schedule options."""
+    module = TASK_MODULES[task_of(net)](
+        net,
+        optimizer=instantiate(cfg.optimizer),
+        scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
+        num_classes=datamodule.num_classes,
+        decay_norm_and_bias=cfg.get("decay_norm_and_bias", True),
+        class_names=datamodule.classes,
+    )
+    module.example_input_array = torch.zeros(2, *datamodule.shape)
+    if cfg.get("compile"):
+        compile_network(net)
+    return module
+
+
+def task_record(task: str, best_score: Any, test_metrics: dict[str, float]) -> dict[str, Any]:
+    """The record fields of a detection or segmentation run (none for classification)."""
+    if task == "classify":
+        return {"task": task}
+    fields = TASK_RECORDS[task]
+    record: dict[str, Any] = {"task": task, "best_val_acc": None, "test_acc": None, "test_f1_macro": None}
+    record[fields["best_val"]] = float(best_score) if best_score is not None else None
+    record.update({name: test_metrics.get(key) for key, name in fields.items() if key != "best_val"})
+    record["per_class_test"] = {
+        key.split("/", 1)[1]: value for key, value in test_metrics.items() if key.count("/") == 2
+    }
+    return record
+
+
 def fit_network(
     cfg: DictConfig, net: nn.Module, datamodule: ImageDataModule, output_dir: Path
 ) -> dict[str, Any] | None:
@@ -190,8 +253,13 @@ def fit_network(
         torch.set_float32_matmul_precision("high")
     if not datamodule.has_validation:
         _without_validation(cfg)
-    check_input_shape(net, datamodule.shape, datamodule.num_classes, datamodule.name)
-    module = build_module(cfg, net, datamodule)
+    task = task_of(net)
+    check_task_fits(task, datamodule, hydra_choice("model", type(net).__name__.lower()))
+    if task == "classify":
+        check_input_shape(net, datamodule.shape, datamodule.num_classes, datamodule.name)
+        module = build_module(cfg, net, datamodule)
+    else:
+        module = build_task_module(cfg, net, datamodule)
     module.make_optimizer()  # a bad optimizer setting (optimizer.lr=abc) stops here, before training starts
     resolved = OmegaConf.to_container(cfg, resolve=True)
     module.run_config = resolved
@@ -251,7 +319,7 @@ def fit_network(
         "test_acc": test_metrics.get("test/acc"),
         "test_f1_macro": test_metrics.get("test/f1_macro"),
         "test_loss": test_metrics.get("test/loss"),
-        "tta": module.tta,
+        "tta": getattr(module, "tta", None),
         "test_tta_acc": test_metrics.get("test/tta_acc"),
         "test_tta_f1_macro": test_metrics.get("test/tta_f1_macro"),
         "epochs_to_val_acc": epochs_to_val_acc,
@@ -272,6 +340,7 @@ def fit_network(
         "best_checkpoint": os.path.relpath(best_path, output_dir) if best_path else None,
         TEST_PREDICTIONS: test_predictions,
         TENSORBOARD: next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None),
+        **task_record(task, best_score, test_metrics),
     }
     run_hparams = hparams(resolved, current_choices(), task_overrides())
     if lr_found:  # trained with the LR finder's suggestion, not the config's

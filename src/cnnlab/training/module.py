@@ -59,47 +59,25 @@ class StepOutputs:
         self.clear()
 
 
-class ClassifierModule(L.LightningModule):
-    """Cross-entropy training with top-1 accuracy and macro-F1 per stage (train / val / test).
+class TrainingModule(L.LightningModule):
+    """What every task's module shares: the net, its optimizer over parameter groups, the per-step
+    schedule, and the resolved run config stored in each checkpoint.
 
     ``optimizer`` and ``scheduler`` are factories (Hydra ``_partial_`` configs); the scheduler is
-    called as ``scheduler(optimizer, total_steps=...)`` and stepped every optimizer step. Targets may
-    be class indices or class probabilities (MixUp / CutMix batches); ``tta`` adds test metrics under
-    test-time augmentation (``test/tta_acc``, ...) next to the plain ones.
+    called as ``scheduler(optimizer, total_steps=...)`` and stepped every optimizer step.
     """
 
     def __init__(
         self,
         net: nn.Module,
         optimizer: OptimizerFactory,
-        num_classes: int,
         scheduler: SchedulerFactory | None = None,
-        label_smoothing: float = 0.0,
         decay_norm_and_bias: bool = True,
-        tta: str | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
         self.net = net
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
-        self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
-        metrics = MetricCollection(
-            {
-                "acc": MulticlassAccuracy(num_classes, average="micro"),
-                "f1_macro": MulticlassF1Score(num_classes, average="macro"),
-            }
-        )
-        self.train_metrics = metrics.clone(prefix="train/")
-        self.val_metrics = metrics.clone(prefix="val/")
-        self.test_metrics = metrics.clone(prefix="test/")
-        self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
-        self.tta = check_mode(tta)
-        self.tta_metrics = metrics.clone(prefix="test/tta_")
-        self._step_outputs = {stage: StepOutputs() for stage in ("train", "val", "test")}
-        # the test loop's logits and labels in test-set order, kept for the evaluation that follows
-        self._test_logits: list[torch.Tensor] = []
-        self.test_predictions: tuple[torch.Tensor, torch.Tensor] | None = None
         self.decay_norm_and_bias = decay_norm_and_bias
         # set to override the optimizer config's LR (the LR finder's suggestion)
         self.lr: float | None = None
@@ -110,91 +88,11 @@ class ClassifierModule(L.LightningModule):
         # the steps this run's schedule spans, and a checkpoint being restored (its schedule is checked)
         self.schedule_steps: int | None = None
         self._restoring: tuple[Any, dict[str, Any]] | None = None
-        # images in the last test epoch (all processes)
-        self.tested_images: int | None = None
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         return self.net(images)
-
-    def _shared_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
-        images, targets = batch
-        logits = self(images)
-        loss = self.criterion(logits, targets)  # takes class indices and class probabilities alike
-        # a mixed image counts as its dominant class
-        labels = targets.argmax(dim=-1) if targets.is_floating_point() else targets
-        self._step_outputs[stage].add(logits, labels, loss)
-        if stage == "test":
-            self._test_logits.append(logits.detach())
-        return loss
-
-    def epoch_metrics(self, stage: str) -> dict[str, torch.Tensor]:
-        """A stage's figures over the steps since the last call (synced across processes); resets them."""
-        outputs = self._step_outputs[stage]
-        if not outputs.counts:
-            return {}
-        metrics: MetricCollection = getattr(self, f"{stage}_metrics")
-        loss: MeanMetric = getattr(self, f"{stage}_loss")
-        if stage == "test":  # what was really tested: limit_test_batches may stop short of the test set
-            self.tested_images = self._count_images(sum(outputs.counts))
-        outputs.flush_into(metrics, loss)
-        values = {f"{stage}/loss": loss.compute(), **metrics.compute()}
-        loss.reset()
-        metrics.reset()
-        if stage == "test" and self.tta:
-            values.update(self.tta_metrics.compute())
-            self.tta_metrics.reset()
-        return values
-
-    def _count_images(self, count: int) -> int:
-        """``count`` summed over the processes of a distributed run."""
-        if self._trainer is None or self.trainer.world_size == 1:
-            return count
-        total = self.trainer.strategy.reduce(torch.tensor(count, device=self.device), reduce_op="sum")
-        return int(total)
-
-    def _log_epoch(self, stage: str) -> None:
-        values = self.epoch_metrics(stage)
-        if values:
-            self.log_dict(values, prog_bar=True)
-
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss = self._shared_step(batch, "train")
-        # The loss curve between epochs: one value every trainer.log_every_n_steps steps, when Lightning
-        # writes to the loggers anyway (logging every step would cost a host sync and Python each step).
-        if self.trainer.loggers and self.trainer._logger_connector.should_update_logs:
-            self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False)
-        return loss
-
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        self._shared_step(batch, "val")
-
-    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        self._shared_step(batch, "test")
-        if self.tta:
-            images, labels = batch
-            self.tta_metrics.update(tta_probabilities(self, images, self.tta), labels)
-
-    def on_train_epoch_end(self) -> None:
-        self._log_epoch("train")
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_epoch("val")
-
-    def on_test_epoch_start(self) -> None:
-        self._test_logits, self.test_predictions = [], None
-
-    def on_test_epoch_end(self) -> None:
-        labels = self._step_outputs["test"].labels
-        if labels:  # read before _log_epoch flushes the buffers
-            self.test_predictions = (torch.cat(self._test_logits).float().cpu(), torch.cat(labels).cpu())
-        self._test_logits = []
-        self._log_epoch("test")
-
-    def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        images = batch[0] if isinstance(batch, (tuple, list)) else batch
-        return self(images).softmax(dim=-1)
 
     def make_optimizer(self) -> Optimizer:
         """The configured optimizer over the net's parameter groups, with their LR scales applied."""
@@ -277,3 +175,122 @@ class ClassifierModule(L.LightningModule):
             checkpoint["cnnlab_config"] = self.run_config
         if self.schedule_steps is not None:
             checkpoint[SCHEDULE_STEPS] = self.schedule_steps
+
+
+class ClassifierModule(TrainingModule):
+    """Cross-entropy training with top-1 accuracy and macro-F1 per stage (train / val / test).
+
+    Targets may
+    be class indices or class probabilities (MixUp / CutMix batches); ``tta`` adds test metrics under
+    test-time augmentation (``test/tta_acc``, ...) next to the plain ones.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        optimizer: OptimizerFactory,
+        num_classes: int,
+        scheduler: SchedulerFactory | None = None,
+        label_smoothing: float = 0.0,
+        decay_norm_and_bias: bool = True,
+        tta: str | None = None,
+    ) -> None:
+        super().__init__(net, optimizer, scheduler, decay_norm_and_bias)
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+        metrics = MetricCollection(
+            {
+                "acc": MulticlassAccuracy(num_classes, average="micro"),
+                "f1_macro": MulticlassF1Score(num_classes, average="macro"),
+            }
+        )
+        self.train_metrics = metrics.clone(prefix="train/")
+        self.val_metrics = metrics.clone(prefix="val/")
+        self.test_metrics = metrics.clone(prefix="test/")
+        self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
+        self.tta = check_mode(tta)
+        self.tta_metrics = metrics.clone(prefix="test/tta_")
+        self._step_outputs = {stage: StepOutputs() for stage in ("train", "val", "test")}
+        # the test loop's logits and labels in test-set order, kept for the evaluation that follows
+        self._test_logits: list[torch.Tensor] = []
+        self.test_predictions: tuple[torch.Tensor, torch.Tensor] | None = None
+        # images in the last test epoch (all processes)
+        self.tested_images: int | None = None
+
+    def _shared_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
+        images, targets = batch
+        logits = self(images)
+        loss = self.criterion(logits, targets)  # takes class indices and class probabilities alike
+        # a mixed image counts as its dominant class
+        labels = targets.argmax(dim=-1) if targets.is_floating_point() else targets
+        self._step_outputs[stage].add(logits, labels, loss)
+        if stage == "test":
+            self._test_logits.append(logits.detach())
+        return loss
+
+    def epoch_metrics(self, stage: str) -> dict[str, torch.Tensor]:
+        """A stage's figures over the steps since the last call (synced across processes); resets them."""
+        outputs = self._step_outputs[stage]
+        if not outputs.counts:
+            return {}
+        metrics: MetricCollection = getattr(self, f"{stage}_metrics")
+        loss: MeanMetric = getattr(self, f"{stage}_loss")
+        if stage == "test":  # what was really tested: limit_test_batches may stop short of the test set
+            self.tested_images = self._count_images(sum(outputs.counts))
+        outputs.flush_into(metrics, loss)
+        values = {f"{stage}/loss": loss.compute(), **metrics.compute()}
+        loss.reset()
+        metrics.reset()
+        if stage == "test" and self.tta:
+            values.update(self.tta_metrics.compute())
+            self.tta_metrics.reset()
+        return values
+
+    def _count_images(self, count: int) -> int:
+        """``count`` summed over the processes of a distributed run."""
+        if self._trainer is None or self.trainer.world_size == 1:
+            return count
+        total = self.trainer.strategy.reduce(torch.tensor(count, device=self.device), reduce_op="sum")
+        return int(total)
+
+    def _log_epoch(self, stage: str) -> None:
+        values = self.epoch_metrics(stage)
+        if values:
+            self.log_dict(values, prog_bar=True)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = self._shared_step(batch, "train")
+        # The loss curve between epochs: one value every trainer.log_every_n_steps steps, when Lightning
+        # writes to the loggers anyway (logging every step would cost a host sync and Python each step).
+        if self.trainer.loggers and self.trainer._logger_connector.should_update_logs:
+            self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False)
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._shared_step(batch, "val")
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._shared_step(batch, "test")
+        if self.tta:
+            images, labels = batch
+            self.tta_metrics.update(tta_probabilities(self, images, self.tta), labels)
+
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val")
+
+    def on_test_epoch_start(self) -> None:
+        self._test_logits, self.test_predictions = [], None
+
+    def on_test_epoch_end(self) -> None:
+        labels = self._step_outputs["test"].labels
+        if labels:  # read before _log_epoch flushes the buffers
+            self.test_predictions = (torch.cat(self._test_logits).float().cpu(), torch.cat(labels).cpu())
+        self._test_logits = []
+        self._log_epoch("test")
+
+    def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        images = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return self(images).softmax(dim=-1)

@@ -1,0 +1,91 @@
+"""The LightningModule that trains a U-Net: per-pixel cross-entropy, mean IoU and pixel accuracy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
+
+from cnnlab.training.detection import Batch, metric_key
+from cnnlab.training.module import OptimizerFactory, SchedulerFactory, TrainingModule
+
+
+class SegmentationModule(TrainingModule):
+    """Trains a ``models.unet.UNet`` on masks (0 background, class + 1 on ink).
+
+    Logs ``{stage}/loss``, ``{stage}/miou`` (torchmetrics' Jaccard index over the whole split, macro
+    over the classes and the background), ``{stage}/pixel_acc``, and on the test set the IoU of each
+    class (``test/iou/<class>``).
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        optimizer: OptimizerFactory,
+        num_classes: int,
+        scheduler: SchedulerFactory | None = None,
+        decay_norm_and_bias: bool = True,
+        class_names: list[str] | None = None,
+    ) -> None:
+        super().__init__(net, optimizer, scheduler, decay_norm_and_bias)
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
+        self.class_names = ["background", *(class_names or [str(i) for i in range(num_classes)])]
+        classes = num_classes + 1
+        metrics = MetricCollection(
+            {
+                "miou": MulticlassJaccardIndex(classes, average="macro"),
+                "pixel_acc": MulticlassAccuracy(classes, average="micro"),
+            }
+        )
+        self.train_metrics = metrics.clone(prefix="train/")
+        self.val_metrics = metrics.clone(prefix="val/")
+        self.test_metrics = metrics.clone(prefix="test/")
+        self.test_class_iou = MulticlassJaccardIndex(classes, average="none")
+
+    def _shared_step(self, batch: Batch, stage: str) -> torch.Tensor:
+        images, _, _, masks = batch
+        logits = self(images)
+        loss = F.cross_entropy(logits.float(), masks)
+        predicted = logits.detach().argmax(dim=1)
+        metrics: MetricCollection = getattr(self, f"{stage}_metrics")
+        metrics.update(predicted, masks)
+        if stage == "test":
+            self.test_class_iou.update(predicted, masks)
+        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, batch_size=len(images))
+        return loss
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        return self._shared_step(batch, "train")
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        self._shared_step(batch, "val")
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        self._shared_step(batch, "test")
+
+    def _log_epoch(self, stage: str) -> None:
+        metrics: MetricCollection = getattr(self, f"{stage}_metrics")
+        values = metrics.compute()
+        metrics.reset()
+        if stage == "test":
+            for name, iou in zip(self.class_names, self.test_class_iou.compute().tolist(), strict=True):
+                values[f"test/iou/{metric_key(name)}"] = iou
+            self.test_class_iou.reset()
+        self.log_dict(values, prog_bar=stage != "test")
+
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
+
+    def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        images = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return self.net.segment(images)
