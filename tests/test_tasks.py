@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from cnnlab.data.canvas import CanvasDataModule
-from cnnlab.results import results_table
+from cnnlab.results.table import results_table
 from tests.conftest import TINY, run_entry
 
 pytestmark = pytest.mark.slow
