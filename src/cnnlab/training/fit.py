@@ -304,7 +304,7 @@ def fit_network(
             key: float(value) for key, value in trainer.callback_metrics.items() if key.startswith("test/")
         }
         if trainer.world_size == 1:  # one process saw the whole test set, in order
-            test_predictions = module.test_predictions
+            test_predictions = getattr(module, "test_predictions", None)  # classifiers keep them
 
     results = {
         "params": count_parameters(net),
@@ -327,10 +327,12 @@ def fit_network(
         "train_images": len(datamodule.train_set) if datamodule.train_set is not None else None,
         "val_images": datamodule.val_size,
         # the images tested (fewer than the test set's with trainer.limit_test_batches), and the test set's
-        "test_images": module.tested_images if test_metrics else None,
+        "test_images": getattr(module, "tested_images", None) if test_metrics else None,
         "test_set_images": len(datamodule.test_set) if datamodule.test_set is not None else None,
         "batch_size": datamodule.batch_size,
-        "loader": datamodule.loader_used,  # the data path data.loader (auto by default) took
+        "loader": getattr(
+            datamodule, "loader_used", None
+        ),  # the data path data.loader (auto by default) took
         "optimizer": hydra_choice("optimizer", cfg.optimizer._target_),
         "lr": lr_found or cfg.optimizer.get("lr"),
         "lr_find_suggestion": lr_found,
