@@ -63,3 +63,10 @@ def run_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> su
     return subprocess.run(
         [sys.executable, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=600
     )
+
+
+def job_dir(sweep: Path, number: int) -> Path:
+    """A sweep job's folder: named by its number and its overrides (``0_model=mlp,seed=0``)."""
+    matches = [path for path in sweep.iterdir() if path.name.split("_", 1)[0] == str(number)]
+    assert len(matches) == 1, f"job {number} in {sweep}: {sorted(p.name for p in sweep.iterdir())}"
+    return matches[0]

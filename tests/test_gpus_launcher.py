@@ -11,7 +11,7 @@ import pytest
 
 from cnnlab.errors import ConfigError
 from hydra_plugins.cnnlab_launchers.gpus_launcher import devices_per_job, resolve_devices
-from tests.conftest import REPO, run_cli, run_entry
+from tests.conftest import REPO, job_dir, run_cli, run_entry
 
 # tiny jobs; data.num_workers stays at its default (auto: DataLoader worker processes in every job)
 JOB = ["model=mlp", "data=mnist", "evaluate=false", "data.val_size=40", "data.batch_size=32"]
@@ -28,7 +28,7 @@ def test_two_devices_run_three_jobs_never_two_on_one_device(tmp_path: Path, tiny
     command += [f"hydra.sweep.dir={sweep_dir}", f"data.root={tiny_data}", *JOB, "seed=0,1,2"]
     result = run_cli(command, cwd=REPO)
     assert result.returncode == 0, result.stderr[-3000:]
-    records = [json.loads((sweep_dir / str(n) / "metrics.json").read_text()) for n in range(3)]
+    records = [json.loads((job_dir(sweep_dir, n) / "metrics.json").read_text()) for n in range(3)]
     assert [r["status"] for r in records] == ["completed"] * 3
     assert sorted(r["seed"] for r in records) == [0, 1, 2]
     assert {r["cuda_visible_devices"] for r in records} <= {"0", "1"}

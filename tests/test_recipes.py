@@ -186,6 +186,7 @@ def test_lr_find_apply_trains_with_the_suggestion(train_run, tmp_path: Path) -> 
         "lr_find.apply=true",
         "lr_find.num_training=20",
         "scheduler=onecycle",
+        "trainer.log_every_n_steps=1",  # the LR monitor logs every n steps; a tiny run has few
         run_dir=run_dir,
     )
     suggestion = json.loads((run_dir / "lr_find.json").read_text())["suggestion"]

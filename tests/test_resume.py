@@ -222,6 +222,7 @@ def test_finished_run_trained_for_longer_continues_on_a_rebuilt_schedule(
 ) -> None:
     # the default recipe's SGD 0.1 with cosine: the old schedule, kept, would climb back to its peak
     recipe = ["model=mlp", "data=mnist", "data.augment=[]", "evaluate=false"]
+    recipe += ["trainer.log_every_n_steps=1"]  # the LR monitor's rows: every step of these tiny epochs
     run_dir = tmp_path / "short"
     short = train_run(*recipe, "trainer.max_epochs=2", run_dir=run_dir)
     saved = tmp_path / "short-last.ckpt"

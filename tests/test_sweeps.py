@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from tests.conftest import CONF, REPO, TINY, run_cli, run_entry
+from tests.conftest import CONF, REPO, TINY, job_dir, run_cli, run_entry
 
 FAST = ["model=mlp", "data=mnist", "evaluate=false"]
 
@@ -99,10 +99,10 @@ def test_parallel_launcher_runs_jobs_with_dataloader_workers(
     tiny_without_workers = [o for o in TINY if not o.startswith("data.num_workers")]
     args = ["--multirun", "hydra/launcher=parallel", "seed=0,1", f"hydra.sweep.dir={sweep_dir}"]
     run_entry("train", [*args, f"data.root={tiny_data}", *tiny_without_workers, *FAST], monkeypatch)
-    jobs = [record(sweep_dir / str(n)) for n in (0, 1)]
+    jobs = [record(job_dir(sweep_dir, n)) for n in (0, 1)]
     assert [job["status"] for job in jobs] == ["completed", "completed"], [job.get("error") for job in jobs]
     assert {job["seed"] for job in jobs} == {0, 1}
-    config = (sweep_dir / "0" / ".hydra" / "config.yaml").read_text()
+    config = (job_dir(sweep_dir, 0) / ".hydra" / "config.yaml").read_text()
     assert "num_workers: auto" in config  # the loader really used worker processes
 
 

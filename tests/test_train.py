@@ -9,7 +9,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from tests.conftest import CONF, REPO, TINY, run_cli
+from tests.conftest import CONF, REPO, TINY, job_dir, run_cli
 from tests.test_models import MODELS
 
 DATASETS = ["cifar10", "mnist", "fashion_mnist"]
@@ -193,7 +193,7 @@ def test_multirun_writes_one_directory_per_job(tmp_path: Path, tiny_data: Path) 
         cwd=REPO,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    records = [json.loads((sweep / str(job) / "metrics.json").read_text()) for job in (0, 1)]
+    records = [json.loads((job_dir(sweep, job) / "metrics.json").read_text()) for job in (0, 1)]
     assert [r["model"] for r in records] == ["smallcnn", "smallvgg"]
     assert records[0]["params"] != records[1]["params"]
     assert "smallcnn on mnist: test acc" in result.stdout

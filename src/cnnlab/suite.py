@@ -153,7 +153,7 @@ def run_suite(cfg: DictConfig, config_dir: Path, output_dir: Path) -> list[dict[
         entry["log"] = str(log_path.relative_to(output_dir))
         entries.append(entry)
         if status == "ok":
-            done[str(item.name)] = item_dir / "0" if item.kind == "sweep" else item_dir
+            done[str(item.name)] = first_job(item_dir) if item.kind == "sweep" else item_dir
         print(f"    {status} in {seconds:.1f} s: {format_figures(entry['figures'])}", flush=True)
     summary = {
         "suite": str(cfg.suite),
@@ -202,3 +202,9 @@ def markdown_table(summary: dict[str, Any]) -> str:
             f"| {entry['seconds']:.1f} | {command} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def first_job(sweep_dir: Path) -> Path:
+    """Job 0 of a sweep: its folder is named by its number and overrides (``0_seed=0``)."""
+    jobs = sorted(path for path in sweep_dir.glob("0*") if path.name.split("_", 1)[0] == "0")
+    return jobs[0] if jobs else sweep_dir / "0"

@@ -335,7 +335,8 @@ class ImageDataModule(L.LightningDataModule):
         if self._augment_generator is not None:  # whole-batch augmentation on the DataLoader path
             state["augment_generator"] = self._augment_generator.get_state()
         trainer = self.trainer
-        if self._train_sampler is not None and trainer is not None and trainer.state.fn == "fit":
+        fitting = trainer is not None and getattr(getattr(trainer, "state", None), "fn", None) == "fit"
+        if self._train_sampler is not None and fitting:
             # the seed, and mid-epoch the images already trained on: where the DataLoader path continues
             trained = trainer.fit_loop.epoch_loop.batch_progress.current.ready
             if 0 < trained < trainer.num_training_batches:
