@@ -18,7 +18,7 @@ from torchmetrics.detection import MeanAveragePrecision
 from torchvision.ops import box_iou
 
 from cnnlab.analysis.figures import save, show_image
-from cnnlab.errors import ConfigError
+from cnnlab.analysis.inference import normalized_batches
 from cnnlab.training.detection import detection_targets
 
 SHOWN = 12  # canvases in detections.png and worst.png
@@ -36,14 +36,8 @@ def run_detector(
     batch_size: int = 256,
 ) -> list[dict[str, torch.Tensor]]:
     """Per image of (N, C, H, W) uint8: boxes, scores and labels on the CPU."""
-    if batch_size < 1:
-        raise ConfigError(f"batch_size={batch_size} is invalid; use a positive batch size")
-    net.eval().to(device)
-    detections: list[dict[str, torch.Tensor]] = []
-    for start in range(0, len(images), batch_size):
-        batch = normalize(images[start : start + batch_size].to(device))
-        detections += [{k: v.cpu() for k, v in d.items()} for d in net.detect(batch)]
-    return detections
+    batches = normalized_batches(net, images, normalize, device, batch_size)
+    return [{k: v.cpu() for k, v in found.items()} for batch in batches for found in net.detect(batch)]
 
 
 def image_recall(detection: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> float:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import nn
@@ -23,6 +23,22 @@ def pick_device(name: str = "auto") -> torch.device:
     return device
 
 
+def normalized_batches(
+    net: nn.Module,
+    images: torch.Tensor,
+    normalize: Callable[[torch.Tensor], torch.Tensor],
+    device: torch.device,
+    batch_size: int = 256,
+) -> Iterator[torch.Tensor]:
+    """``images`` (N, C, H, W) uint8 in ``batch_size`` chunks, normalised on ``device``, with ``net``
+    moved there in eval mode; callers run it under ``torch.inference_mode``."""
+    if batch_size < 1:
+        raise ConfigError(f"batch_size={batch_size} is invalid; use a positive batch size")
+    net.eval().to(device)
+    for start in range(0, len(images), batch_size):
+        yield normalize(images[start : start + batch_size].to(device))
+
+
 @torch.inference_mode()
 def predict_logits(
     net: nn.Module,
@@ -32,11 +48,6 @@ def predict_logits(
     batch_size: int = 256,
 ) -> torch.Tensor:
     """Logits (on the CPU, float32) of ``images`` (N, C, H, W) uint8, in ``batch_size`` chunks."""
-    if batch_size < 1:
-        raise ConfigError(f"batch_size={batch_size} is invalid; use a positive batch size")
-    net.eval().to(device)
-    chunks = [
-        net(normalize(images[start : start + batch_size].to(device))).float().cpu()
-        for start in range(0, len(images), batch_size)
-    ]
+    batches = normalized_batches(net, images, normalize, device, batch_size)
+    chunks = [net(batch).float().cpu() for batch in batches]
     return torch.cat(chunks) if chunks else torch.empty(0)

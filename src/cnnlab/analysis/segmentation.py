@@ -16,7 +16,7 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
 
 from cnnlab.analysis.figures import save, show_image
-from cnnlab.errors import ConfigError
+from cnnlab.analysis.inference import normalized_batches
 
 SHOWN = 6  # canvases (rows) in segmentation.png
 
@@ -38,14 +38,8 @@ def run_segmenter(
     batch_size: int = 256,
 ) -> torch.Tensor:
     """(N, H, W) predicted masks (0 background, class + 1) of (N, C, H, W) uint8 images, on the CPU."""
-    if batch_size < 1:
-        raise ConfigError(f"batch_size={batch_size} is invalid; use a positive batch size")
-    net.eval().to(device)
-    chunks = [
-        net.segment(normalize(images[start : start + batch_size].to(device))).cpu()
-        for start in range(0, len(images), batch_size)
-    ]
-    return torch.cat(chunks)
+    batches = normalized_batches(net, images, normalize, device, batch_size)
+    return torch.cat([net.segment(batch).cpu() for batch in batches])
 
 
 def plot_segmentation(
