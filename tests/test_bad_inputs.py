@@ -154,7 +154,13 @@ def test_the_shared_data_defaults_are_not_offered_as_a_dataset(tiny_data, monkey
     assert exit_info.value.code != 0
     err = capsys.readouterr().err
     options = err.split("Available options in 'data':", 1)[1].split("Config search path")[0].split()
-    assert "Could not find 'data/common'" in err and options == ["cifar10", "fashion_mnist", "mnist"]
+    assert "Could not find 'data/common'" in err and options == [
+        "cifar10",
+        "fashion_canvas",
+        "fashion_mnist",
+        "mnist",
+        "mnist_canvas",
+    ]
     # every dataset still has the shared settings
     from hydra import compose, initialize_config_dir
 
