@@ -161,13 +161,13 @@ def test_the_shared_data_defaults_are_not_offered_as_a_dataset(tiny_data, monkey
         "mnist",
         "mnist_canvas",
     ]
-    # every dataset still has the shared settings
+    # every classification dataset still has the shared settings (the canvases have their own module)
     from hydra import compose, initialize_config_dir
 
     from tests.conftest import CONF
 
     with initialize_config_dir(str(CONF), version_base="1.3"):
-        for name in options:
+        for name in ("cifar10", "fashion_mnist", "mnist"):
             data = compose("train", [f"data={name}"]).data
             assert (
                 data._target_ == "cnnlab.data.ImageDataModule"
