@@ -327,7 +327,7 @@ def fit_network(
         "train_images": len(datamodule.train_set) if datamodule.train_set is not None else None,
         "val_images": datamodule.val_size,
         # the images tested (fewer than the test set's with trainer.limit_test_batches), and the test set's
-        "test_images": getattr(module, "tested_images", None) if test_metrics else None,
+        "test_images": tested_images(module, datamodule) if test_metrics else None,
         "test_set_images": len(datamodule.test_set) if datamodule.test_set is not None else None,
         "batch_size": datamodule.batch_size,
         "loader": getattr(
@@ -353,6 +353,15 @@ def fit_network(
         else:
             logger.log_hyperparams(run_hparams)
     return results
+
+
+def tested_images(module: L.LightningModule, datamodule: Any) -> int | None:
+    """The images the test loop saw, as the classifier counts them (a limited test loop sees fewer); the
+    dense tasks' modules do not count, so their record gives the test set's size."""
+    counted = getattr(module, "tested_images", None)
+    if counted is not None:
+        return counted
+    return len(datamodule.test_set) if getattr(datamodule, "test_set", None) is not None else None
 
 
 def config_line(cfg: DictConfig, datamodule: ImageDataModule, trainer: L.Trainer) -> str:
