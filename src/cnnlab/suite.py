@@ -71,7 +71,7 @@ def item_command(
         source = done.get(str(item.get("of")))
         if source is None:
             return None
-        args = [f"ckpt_path={source}", f"output_dir={item_dir}", "tensorboard=false", *args]
+        args = [f"ckpt_path='{source}'", f"output_dir={item_dir}", "tensorboard=false", *args]
     elif kind == "sweep":
         args = [*args, f"hydra.sweep.dir={item_dir}"]
     else:
