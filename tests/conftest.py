@@ -66,7 +66,7 @@ def run_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> su
 
 
 def job_dir(sweep: Path, number: int) -> Path:
-    """A sweep job's folder: named by its number and its overrides (``0_model=mlp,seed=0``)."""
+    """A sweep job's folder: named by its number and its overrides (``0_model-mlp+seed-0``)."""
     matches = [path for path in sweep.iterdir() if path.name.split("_", 1)[0] == str(number)]
     assert len(matches) == 1, f"job {number} in {sweep}: {sorted(p.name for p in sweep.iterdir())}"
     return matches[0]

@@ -28,16 +28,17 @@ JOB_NAME_LIMIT = 120  # characters of a sweep job's folder name (file systems al
 
 
 def job_dir_name(number: int | str, overrides: str, limit: int = JOB_NAME_LIMIT) -> str:
-    """A sweep job's folder: its number and what it overrides (``3_model=smallcnn,seed=1``).
+    """A sweep job's folder: its number and what it overrides (``3_model-smallcnn+seed-1``).
 
     Cut after the last whole override that fits ``limit`` (the number alone keeps names unique);
     a ``/`` in a value becomes ``_`` so that every job stays one folder below the sweep directory.
     """
     name = f"{number}_{overrides}".replace("/", "_") if overrides else str(number)
-    if len(name) <= limit:
-        return name
-    cut = name[: limit - 4]
-    return (cut[: cut.rfind(",")] if "," in cut else cut) + ",..."
+    if len(name) > limit:
+        cut = name[: limit - 4]
+        name = (cut[: cut.rfind(",")] if "," in cut else cut) + ",..."
+    # Hydra's override grammar takes neither '=' nor ',' unquoted: the folder must pass as ckpt_path=<dir>
+    return name.replace("=", "-").replace(",", "+")
 
 
 def register_resolvers() -> None:
