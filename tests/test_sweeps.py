@@ -24,7 +24,7 @@ def record(job_dir: Path) -> dict:
 
 
 def job(sweep_dir: Path, number: int) -> Path:
-    """A job's folder, named by its number and its overrides (e.g. ``0_data.val_size=1000,...``)."""
+    """A job's folder, named by its number and its overrides (e.g. ``0_data.val_size-1000+...``)."""
     (found,) = [d for d in sweep_dir.iterdir() if d.is_dir() and d.name.split("_", 1)[0] == str(number)]
     return found
 
@@ -38,8 +38,8 @@ def test_failed_job_is_recorded_and_the_sweep_goes_on(
     assert result.returncode == 1, result.stderr[-3000:]  # the sweep ran to the end, then reports
     failed, completed = record(job(sweep_dir, 0)), record(job(sweep_dir, 1))
     # named by what they vary (and the other overrides), not by the job number alone
-    assert "data.val_size=1000" in job(sweep_dir, 0).name and "data.val_size=40" in job(sweep_dir, 1).name
-    assert "model=mlp" in job(sweep_dir, 0).name and "data.root" not in job(sweep_dir, 0).name
+    assert "data.val_size-1000" in job(sweep_dir, 0).name and "data.val_size-40" in job(sweep_dir, 1).name
+    assert "model-mlp" in job(sweep_dir, 0).name and "data.root" not in job(sweep_dir, 0).name
     assert completed["status"] == "completed" and completed["val_images"] == 40
     assert failed["status"] == "failed" and failed["model"] == "mlp" and failed["dataset"] == "mnist"
     assert (
