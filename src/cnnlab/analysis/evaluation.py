@@ -189,12 +189,14 @@ def _evaluate_dense(
 
 
 def summary_line(metrics: dict[str, Any]) -> str:
+    """One line of eval_metrics.json; ECE only where there are probabilities (not for an SVM)."""
     pairs = ", ".join(
         f"{p['true']}->{p['predicted']} ({p['count']})" for p in metrics["top_confused_pairs"][:3]
     )
+    ece = f", ECE {metrics['ece']:.4f}" if metrics.get("ece") is not None else ""
     return (
         f"{metrics['model']} on {metrics['dataset']} ({Path(metrics['checkpoint']).name}): test acc "
-        f"{metrics['accuracy']:.4f}, macro-F1 {metrics['f1_macro']:.4f}, ECE {metrics['ece']:.4f} on "
+        f"{metrics['accuracy']:.4f}, macro-F1 {metrics['f1_macro']:.4f}{ece} on "
         f"{metrics['images']:,} images; most confused: {pairs or 'none'} -> {metrics['output_dir']}"
     )
 

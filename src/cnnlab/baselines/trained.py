@@ -103,7 +103,7 @@ def evaluate_classical(
     download: bool = False,
 ) -> dict[str, Any]:
     """The test-set report of a classical run: what training writes to eval/, in a new output folder."""
-    from cnnlab.analysis.evaluation import EVAL_METRICS, choose_output_dir
+    from cnnlab.analysis.evaluation import EVAL_METRICS, choose_output_dir, summary_line
     from cnnlab.analysis.figures import plot_confusion_matrix
     from cnnlab.analysis.reports import write_classification_reports
     from cnnlab.runs.record import write_json_atomic
@@ -137,14 +137,7 @@ def evaluate_classical(
         "output_dir": str(out),
     }
     write_json_atomic(out / EVAL_METRICS, metrics)
-    pairs = ", ".join(
-        f"{p['true']}->{p['predicted']} ({p['count']})" for p in metrics["top_confused_pairs"][:3]
-    )
-    print(
-        f"{metrics['model']} on {metrics['dataset']} ({MODEL_FILE}): test acc {metrics['accuracy']:.4f}, "
-        f"macro-F1 {metrics['f1_macro']:.4f} on {metrics['images']:,} images; most confused: "
-        f"{pairs or 'none'} -> {out}"
-    )
+    print(summary_line(metrics))
     return metrics
 
 
