@@ -28,6 +28,11 @@ SchedulerFactory = Callable[..., LRScheduler]
 SCHEDULE_STEPS = "cnnlab_schedule_steps"
 
 
+def stage_metrics(metrics: MetricCollection) -> tuple[MetricCollection, ...]:
+    """One copy of ``metrics`` per stage, logged as ``train/...``, ``val/...`` and ``test/...``."""
+    return tuple(metrics.clone(prefix=f"{stage}/") for stage in ("train", "val", "test"))
+
+
 class StepOutputs:
     """One stage's per-step predictions, labels and losses, kept on the device until its epoch ends.
 
@@ -204,9 +209,7 @@ class ClassifierModule(TrainingModule):
                 "f1_macro": MulticlassF1Score(num_classes, average="macro"),
             }
         )
-        self.train_metrics = metrics.clone(prefix="train/")
-        self.val_metrics = metrics.clone(prefix="val/")
-        self.test_metrics = metrics.clone(prefix="test/")
+        self.train_metrics, self.val_metrics, self.test_metrics = stage_metrics(metrics)
         self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
         self.tta = check_mode(tta)
         self.tta_metrics = metrics.clone(prefix="test/tta_")

@@ -11,7 +11,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
 
 from cnnlab.training.detection import Batch, metric_key
-from cnnlab.training.module import OptimizerFactory, SchedulerFactory, TrainingModule
+from cnnlab.training.module import OptimizerFactory, SchedulerFactory, TrainingModule, stage_metrics
 
 
 class SegmentationModule(TrainingModule):
@@ -41,9 +41,7 @@ class SegmentationModule(TrainingModule):
                 "pixel_acc": MulticlassAccuracy(classes, average="micro"),
             }
         )
-        self.train_metrics = metrics.clone(prefix="train/")
-        self.val_metrics = metrics.clone(prefix="val/")
-        self.test_metrics = metrics.clone(prefix="test/")
+        self.train_metrics, self.val_metrics, self.test_metrics = stage_metrics(metrics)
         self.test_class_iou = MulticlassJaccardIndex(classes, average="none")
 
     def _shared_step(self, batch: Batch, stage: str) -> torch.Tensor:
