@@ -57,11 +57,11 @@ def _path_replacements(
     return sorted({pair for pair in pairs if pair[0]}, key=lambda pair: -len(pair[0]))
 
 
-def weights_only_checkpoint(checkpoint_path: Path, replacements: list[tuple[str, str]]) -> dict[str, Any]:
-    """The network's weights and the resolved run config from a training checkpoint; no optimizer state."""
-    import torch
-
-    checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+def weights_only_checkpoint(
+    checkpoint: dict[str, Any], replacements: list[tuple[str, str]]
+) -> dict[str, Any]:
+    """The network's weights and the resolved run config of a loaded training checkpoint; no optimizer
+    state."""
     return {
         "state_dict": {key: value for key, value in checkpoint["state_dict"].items() if key.startswith(NET)},
         "cnnlab_config": _replace_paths(checkpoint["cnnlab_config"], replacements),
@@ -87,6 +87,7 @@ def archive_run(run_dir: Path | str, dest: Path | str, weights: bool = True, ove
     dest.mkdir(parents=True, exist_ok=True)
 
     best = record.get("best_checkpoint")
+    saved = None  # the best checkpoint, read once: its data root, then its weights
     config_data_root = None
     if best and (run_dir / best).is_file():
         import torch
@@ -107,11 +108,11 @@ def archive_run(run_dir: Path | str, dest: Path | str, weights: bool = True, ove
     record = _replace_paths(record, replacements)
     record["archived_from"] = _portable(run_dir)
     record["best_checkpoint"] = None
-    if weights and best and (run_dir / best).is_file():
+    if weights and saved is not None:
         import torch
 
         in_config = _path_replacements(run_dir, dest, config_data_root, DATA_ROOT)
-        torch.save(weights_only_checkpoint(run_dir / best, in_config), dest / WEIGHTS_FILE)
+        torch.save(weights_only_checkpoint(saved, in_config), dest / WEIGHTS_FILE)
         record["best_checkpoint"] = WEIGHTS_FILE
     write_json_atomic(dest / RUN_RECORD, record)
     return dest
