@@ -10,6 +10,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
+from cnnlab.results.comparison import run_value
 from cnnlab.results.rows import Run, find_runs
 from cnnlab.results.table import results_table
 
@@ -38,14 +39,6 @@ def _mean(runs: list[Run], key: str) -> float | None:
     return statistics.fmean(values) if values else None
 
 
-def _override(run: Run, key: str) -> str | None:
-    for override in run.record.get("overrides") or []:
-        name, _, value = override.lstrip("+~").partition("=")
-        if name == key:
-            return value
-    return None
-
-
 def _groups(runs: list[Run]) -> dict[tuple[str, str, str], list[Run]]:
     groups: dict[tuple[str, str, str], list[Run]] = {}
     for run in runs:
@@ -72,8 +65,9 @@ def _cnn_vs_hog(groups: dict[tuple[str, str, str], list[Run]]) -> str:
 def _batch_norm(groups: dict[tuple[str, str, str], list[Run]]) -> str:
     by_bn: dict[str, list[Run]] = {}
     for (dataset, model, _), runs in groups.items():
-        if dataset == "cifar10" and model == "smallcnn" and _override(runs[0], "experiment") == "ablation_bn":
-            by_bn.setdefault(_override(runs[0], "model.batch_norm") or "true", []).extend(runs)
+        if dataset == "cifar10" and model == "smallcnn" and run_value(runs[0], "experiment") == "ablation_bn":
+            batch_norm = run_value(runs[0], "model.batch_norm")
+            by_bn.setdefault("true" if batch_norm is None else str(batch_norm).lower(), []).extend(runs)
     if "true" not in by_bn or "false" not in by_bn:
         return "- BatchNorm on CIFAR-10 (`experiment=ablation_bn`): not yet archived."
     with_bn, without = by_bn["true"], by_bn["false"]
