@@ -212,3 +212,29 @@ def test_results_table_shows_the_task_columns(tmp_path: Path) -> None:
     assert "test mAP" in header and "test mAP@0.5" in header and "test mIoU" in header
     detector_row = next(line for line in text.splitlines() if "| detector |" in line)
     assert "0.9300" in detector_row and "0.6100" in detector_row
+
+
+def readme_commands(fragment: str) -> list[list[str]]:
+    """The overrides of each README `python -m train` command (continued lines joined) containing ``fragment``."""
+    text = (Path(__file__).parents[1] / "README.md").read_text().replace("\\\n", " ")
+    lines = [line.split("#")[0].split() for line in text.splitlines() if line.startswith("python -m train ")]
+    return [line[3:] for line in lines if fragment in line]
+
+
+def test_the_readme_gpu_sized_presets_compose_and_build() -> None:
+    import torch
+    from hydra import compose, initialize_config_dir
+
+    from cnnlab.models.build import instantiate_model
+    from tests.conftest import CONF
+
+    commands = readme_commands("trainer=gpu")
+    assert {c[0] for c in commands} == {"experiment=detect_digits", "experiment=segment_digits"}
+    for overrides in commands:
+        with initialize_config_dir(str(CONF), version_base="1.3"):
+            cfg = compose("train", overrides)
+        assert cfg.model.backbone == "resnet18" and cfg.data.train_canvases == 60000
+        net = instantiate_model(cfg)
+        with torch.no_grad():
+            out = net(torch.zeros(2, cfg.data.channels, cfg.data.canvas_size, cfg.data.canvas_size))
+        assert out.shape[0] == 2
