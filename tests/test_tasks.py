@@ -215,7 +215,7 @@ def test_results_table_shows_the_task_columns(tmp_path: Path) -> None:
 
 
 def readme_commands(fragment: str) -> list[list[str]]:
-    """The overrides of each README `python -m train` command (continued lines joined) containing ``fragment``."""
+    """The overrides of each README `python -m train` command (continued lines joined) with ``fragment``."""
     text = (Path(__file__).parents[1] / "README.md").read_text().replace("\\\n", " ")
     lines = [line.split("#")[0].split() for line in text.splitlines() if line.startswith("python -m train ")]
     return [line[3:] for line in lines if fragment in line]
