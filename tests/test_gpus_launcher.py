@@ -32,14 +32,20 @@ def test_two_devices_run_three_jobs_never_two_on_one_device(tmp_path: Path, tiny
     assert [r["status"] for r in records] == ["completed"] * 3
     assert sorted(r["seed"] for r in records) == [0, 1, 2]
     assert {r["cuda_visible_devices"] for r in records} <= {"0", "1"}
-    overlapping = 0
     for a, b in combinations(records, 2):
         (start_a, end_a), (start_b, end_b) = interval(a), interval(b)
         if start_a < end_b and start_b < end_a:  # ran at the same time: never on one device
-            overlapping += 1
             assert a["cuda_visible_devices"] != b["cuda_visible_devices"], (a, b)
-    assert overlapping >= 1  # the two devices did run jobs in parallel
-    assert "CUDA_VISIBLE_DEVICES=0" in result.stdout and "CUDA_VISIBLE_DEVICES=1" in result.stdout
+    # the launcher's log, in order: jobs 0 and 1 start on the two devices before any job ends, and
+    # job 2 starts only after one has ended, on the device that job freed
+    events = [line.split("\t", 1)[1] for line in result.stdout.splitlines() if "\t#" in line]
+    starts = {int(e[1]): i for i, e in enumerate(events) if " -> CUDA_VISIBLE_DEVICES=" in e}
+    ends = {int(e[1]): i for i, e in enumerate(events) if " ended (exit 0)" in e}
+    assert sorted(starts) == sorted(ends) == [0, 1, 2], events
+    assert max(starts[0], starts[1]) < min(ends.values())
+    first_free = min(ends, key=ends.get)
+    assert starts[2] > ends[first_free]
+    assert records[2]["cuda_visible_devices"] == records[first_free]["cuda_visible_devices"]
 
 
 def test_device_pool_and_devices_per_job() -> None:

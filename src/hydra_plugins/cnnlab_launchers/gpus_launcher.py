@@ -180,6 +180,10 @@ class GpusLauncher(Launcher):
                     job.returncode = job.process.returncode
                     running.remove(job)
                     free = sorted([*free, *job.devices], key=pool.index)  # back to the pool, in its order
+                    freed = ",".join(job.devices)
+                    log.info(
+                        f"\t#{job.index} ended (exit {job.returncode}); CUDA_VISIBLE_DEVICES={freed} is free"
+                    )
                     self._report(job)
         finally:
             for signum, handler in previous.items():
