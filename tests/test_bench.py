@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from cnnlab.errors import ConfigError
 from tests.conftest import run_entry
 
 FIELDS = {
@@ -66,17 +67,21 @@ def test_bench_writes_every_field(tiny_data: Path, tmp_path: Path, monkeypatch, 
     assert "framework overhead" in capsys.readouterr().out
 
 
-def test_gpu_suite_dry_run_runs_every_item_on_the_cpu(
+# one item of each kind (the evaluate item reads the sweep's first job): every code path of the suite
+DRY_RUN_ITEMS = ["resnet18", "speedrun94 seed 2", "sweep on one GPU", "evaluate"]
+
+
+def test_gpu_suite_dry_run_runs_one_item_of_each_kind_on_the_cpu(
     tiny_data: Path, tmp_path: Path, monkeypatch, capsys
 ) -> None:
     out = tmp_path / "suite"
     tiny = [f"data.root={tiny_data}", "data.val_size=40", "data.batch_size=32", "data.num_workers=0"]
-    run_entry("bench", ["suite=gpu", "bench.dry_run=true", f"hydra.run.dir={out}", *tiny], monkeypatch)
+    chosen = "bench.items=[" + ",".join(f"'{name}'" for name in DRY_RUN_ITEMS) + "]"
+    run_entry(
+        "bench", ["suite=gpu", "bench.dry_run=true", chosen, f"hydra.run.dir={out}", *tiny], monkeypatch
+    )
     suite = json.loads((out / "suite.json").read_text())
-    names = [item["name"] for item in suite["items"]]
-    for model in ("smallcnn", "smallvgg", "airbench94", "resnet18"):
-        assert model in names and f"{model} compiled" in names
-    assert {"speedrun94 seed 0", "speedrun94 seed 1", "sweep on one GPU", "evaluate"} <= set(names)
+    assert [item["name"] for item in suite["items"]] == DRY_RUN_ITEMS
     assert suite["dry_run"] and suite["device"] == f"cpu ({os.cpu_count()} cores)"
     failed = {
         item["name"]: (item["status"], item["log"]) for item in suite["items"] if item["status"] != "ok"
@@ -92,8 +97,42 @@ def test_gpu_suite_dry_run_runs_every_item_on_the_cpu(
     assert by_name["sweep on one GPU"]["figures"]["cuda_visible_devices"] == ["0", "0"]
     assert 0 <= by_name["evaluate"]["figures"]["accuracy"] <= 1
     table = (out / "suite.md").read_text()
-    assert table.count("\n| ") == len(names) + 1 and "| resnet18 compiled | ok |" in table
-    assert "13/13 items ok" in capsys.readouterr().out
+    assert table.count("\n| ") == len(DRY_RUN_ITEMS) + 1 and "| resnet18 | ok |" in table
+    assert "4/4 items ok" in capsys.readouterr().out
+
+
+def test_every_gpu_suite_item_composes_into_a_valid_config(tmp_path: Path) -> None:
+    """The items the dry run above leaves out: each command's overrides compose (nothing runs)."""
+    from hydra import compose, initialize_config_dir
+
+    from cnnlab.suite import ENTRY, item_command, load_suite, selected_items
+    from tests.conftest import CONF
+
+    suite = load_suite(CONF, "gpu")
+    items = selected_items(suite, None)
+    names = [str(item.name) for item in items]
+    for model in ("smallcnn", "smallvgg", "airbench94", "resnet18"):
+        assert model in names and f"{model} compiled" in names
+    assert {"speedrun94 seed 0", "speedrun94 seed 1", "sweep on one GPU", "evaluate"} <= set(names)
+    done = {name: tmp_path for name in names}
+    for item in items:
+        command = item_command(item, tmp_path / "item", suite, done, dry_run=True, gpu=True)
+        args = [
+            a
+            for a in command[3:]
+            if a != "--multirun" and not a.startswith(("hydra", "ckpt_path", "output_dir"))
+        ]
+        args = [
+            a.split(",")[0] if "=" in a and "," in a and "[" not in a else a for a in args
+        ]  # a sweep's first job
+        if item.kind == "evaluate":
+            assert args == ["tensorboard=false"]
+            continue
+        with initialize_config_dir(str(CONF), version_base="1.3"):
+            cfg = compose(ENTRY[str(item.kind)], args)
+        assert cfg.trainer.accelerator == "gpu", item.name
+    with pytest.raises(ConfigError, match="bench.items names 'nope', not in the suite"):
+        selected_items(suite, ["nope"])
 
 
 def test_suite_errors_are_one_line(tmp_path: Path, monkeypatch, capsys) -> None:

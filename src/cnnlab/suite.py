@@ -53,7 +53,9 @@ def slug(name: str) -> str:
 
 def forwarded(kind: str) -> list[str]:
     """The overrides given beside suite= that an item of ``kind`` takes (evaluate: data.root only)."""
-    given = [o for o in task_overrides() if not o.startswith(("suite=", "bench.dry_run=", "hydra"))]
+    given = [
+        o for o in task_overrides() if not o.startswith(("suite=", "bench.dry_run=", "bench.items=", "hydra"))
+    ]
     if kind == "evaluate":
         return [o for o in given if o.startswith("data.root=")]
     return given
@@ -111,6 +113,21 @@ def figures(kind: str, item_dir: Path) -> dict[str, Any]:
     return {key: metrics.get(key) for key in ("accuracy", "f1_macro", "ece", "images") if key in metrics}
 
 
+def selected_items(suite: DictConfig, names: Any) -> list[DictConfig]:
+    """The suite's items named in ``bench.items`` (all when null), in the suite's order."""
+    items = list(suite["items"])
+    if names is None:
+        return items
+    wanted = [str(name) for name in names]
+    known = [str(item.name) for item in items]
+    unknown = [name for name in wanted if name not in known]
+    if unknown:
+        raise ConfigError(
+            f"bench.items names {', '.join(map(repr, unknown))}, not in the suite; use: {', '.join(known)}"
+        )
+    return [item for item in items if str(item.name) in wanted]
+
+
 def run_suite(cfg: DictConfig, config_dir: Path, output_dir: Path) -> list[dict[str, Any]]:
     """Run every item of ``cfg.suite`` in order; write suite.json and suite.md; return the entries."""
     import torch
@@ -123,12 +140,13 @@ def run_suite(cfg: DictConfig, config_dir: Path, output_dir: Path) -> list[dict[
             f"suite={cfg.suite} measures a GPU and this machine has none; bench.dry_run=true runs every item "
             "for a step or two here"
         )
+    items = selected_items(suite, cfg.bench.get("items"))
     device = device_name(torch.device("cuda" if gpu else "cpu"))
     timeout = float(suite.get("timeout_s", 300))
     entries: list[dict[str, Any]] = []
     done: dict[str, Path] = {}  # item name -> what a later item reads (a run or sweep job directory)
     suite_start = time.perf_counter()
-    for item in suite["items"]:
+    for item in items:
         item_dir = output_dir / slug(str(item.name))
         command = item_command(item, item_dir, suite, done, dry_run, gpu)
         entry: dict[str, Any] = {"name": str(item.name), "kind": str(item.kind), "device": device}
@@ -136,7 +154,7 @@ def run_suite(cfg: DictConfig, config_dir: Path, output_dir: Path) -> list[dict[
             entries.append({**entry, "command": None, "status": "skipped", "figures": {}, "seconds": 0.0})
             continue
         shown = shlex.join(["python", *command[1:]])
-        print(f"[{len(entries) + 1}/{len(suite['items'])}] {item.name}: {shown}", flush=True)
+        print(f"[{len(entries) + 1}/{len(items)}] {item.name}: {shown}", flush=True)
         item_dir.parent.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
         log_path = output_dir / f"{slug(str(item.name))}.log"
