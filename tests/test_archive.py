@@ -51,9 +51,14 @@ def test_archived_weights_reproduce_the_recorded_test_accuracy(
     finished_run: Path, tiny_data: Path, tmp_path: Path, monkeypatch
 ) -> None:
     dest = archive_run(finished_run, tmp_path / "archive")
+    published = {path: path.read_bytes() for path in dest.rglob("*") if path.is_file()}
     monkeypatch.setenv("CNNLAB_DATA", str(tiny_data))
-    out = tmp_path / "evaluation"
-    run_entry("evaluate", [f"ckpt_path={dest / 'model.ckpt'}", f"output_dir={out}"], monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    run_entry("evaluate", [f"ckpt_path={dest / 'model.ckpt'}"], monkeypatch)
+    # the archive is left as published; the evaluation and its TensorBoard go under outputs/
+    assert {path: path.read_bytes() for path in dest.rglob("*") if path.is_file()} == published
+    out = tmp_path / "outputs" / "evaluate" / "archive" / "eval"
+    assert any((out / "tensorboard").iterdir())
     evaluated = json.loads((out / "eval_metrics.json").read_text())
     assert evaluated["accuracy"] == pytest.approx(json.loads((dest / "metrics.json").read_text())["test_acc"])
 

@@ -55,6 +55,31 @@ def choose_output_dir(requested: str | Path | None, parent: Path, overwrite: boo
     return parent / f"eval-{number}"
 
 
+def is_archive(run_dir: Path | None) -> bool:
+    """A run published with ``python -m results archive``: read-only, its record says where it came from."""
+    if run_dir is None or not (run_dir / RUN_RECORD).is_file():
+        return False
+    return "archived_from" in read_run_record(run_dir)
+
+
+def writable_home(model: TrainedModel) -> Path:
+    """Where an evaluation goes by default: the run directory, or beside a loose checkpoint. An archived
+    run (e.g. docs/runs/<name>) is left as published: its evaluation goes to outputs/evaluate/<name>."""
+    if is_archive(model.run_dir):
+        assert model.run_dir is not None
+        return Path("outputs") / "evaluate" / model.run_dir.name
+    return model.run_dir or model.checkpoint_path.parent
+
+
+def _tensorboard_dir(model: TrainedModel, out: Path) -> Path:
+    """The run's TensorBoard directory (one event history per run); beside the evaluation otherwise."""
+    return (
+        model.run_dir / "tensorboard"
+        if model.run_dir and not is_archive(model.run_dir)
+        else out / "tensorboard"
+    )
+
+
 def evaluate_checkpoint(
     ckpt_path: str | Path | None,
     output_dir: str | Path | None = None,
@@ -77,8 +102,7 @@ def evaluate_checkpoint(
     """
     model = load_trained_model(ckpt_path, dataset=dataset, data_root=data_root)
     datamodule = model.datamodule
-    parent = model.run_dir or model.checkpoint_path.parent
-    out = choose_output_dir(output_dir, parent, overwrite)
+    out = choose_output_dir(output_dir, writable_home(model), overwrite)
     if download:
         datamodule.download = True
         datamodule.prepare_data()
@@ -133,7 +157,7 @@ def evaluate_checkpoint(
     for name, reason in skipped.items():
         log.info("%s skipped: %s", name, reason)
     if tensorboard is not False:
-        target = (model.run_dir or out) / "tensorboard" if tensorboard is True else tensorboard
+        target = _tensorboard_dir(model, out) if tensorboard is True else tensorboard
         _log_to_tensorboard(model, record, pictures, metrics, target, out.name)
     log.info(fit["line"])
     log.info(summary_line(metrics))
@@ -182,7 +206,7 @@ def _evaluate_dense(
             if key in ("map", "map_50", "map_75", "miou", "pixel_accuracy")
         }
         images = {f"eval/{name}": path for name, path in result["pictures"].items()}
-        log_dir = (model.run_dir or out) / "tensorboard"
+        log_dir = _tensorboard_dir(model, out)
         log_evaluation(log_dir, images, hparams(model.config), final, step=model.global_step)
     print(analysis.summary_line(metrics))
     return metrics
