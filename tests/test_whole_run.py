@@ -25,3 +25,11 @@ def test_comparison_times_both_sides_and_reports_their_ratio(tiny_data: Path, tm
     )
     assert (tmp_path / "mnist-0" / "metrics.json").is_file()
     assert "| mnist |" in whole_run.table([result])
+
+
+def test_a_failing_side_stops_the_comparison_with_its_error(tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        whole_run.main(["--data=mnist", "--repeats=1", f"--out={tmp_path / 'out'}", "data.loader=dataloader"])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "data.loader='dataloader' is unknown" in err[0]

@@ -93,7 +93,10 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     out = Path(args.out)
     if out.exists() and any(out.iterdir()):
         parser.error(f"{out} already holds files; pass another --out")
-    results = [compare(name, args.repeats, out, args.train_args) for name in args.data.split(",")]
+    try:
+        results = [compare(name, args.repeats, out, args.train_args) for name in args.data.split(",")]
+    except RuntimeError as failed:  # one side's command failed: its last lines say why
+        parser.exit(2, f"error: {failed}\n")
     import torch
 
     write_json_atomic(
