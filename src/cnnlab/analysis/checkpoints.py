@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,13 @@ class TrainedModel:
     @property
     def model_name(self) -> str:
         return str(self.config["model"]["_target_"]).rsplit(".", 1)[-1]
+
+    @cached_property
+    def archived(self) -> bool:
+        """Published with ``python -m results archive`` (its record says where it came from): read-only."""
+        if self.run_dir is None or not (self.run_dir / RUN_RECORD).is_file():
+            return False
+        return "archived_from" in read_run_record(self.run_dir)
 
     @property
     def class_names(self) -> list[str]:

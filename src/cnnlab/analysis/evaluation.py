@@ -55,29 +55,17 @@ def choose_output_dir(requested: str | Path | None, parent: Path, overwrite: boo
     return parent / f"eval-{number}"
 
 
-def is_archive(run_dir: Path | None) -> bool:
-    """A run published with ``python -m results archive``: read-only, its record says where it came from."""
-    if run_dir is None or not (run_dir / RUN_RECORD).is_file():
-        return False
-    return "archived_from" in read_run_record(run_dir)
-
-
 def writable_home(model: TrainedModel) -> Path:
     """Where an evaluation goes by default: the run directory, or beside a loose checkpoint. An archived
     run (e.g. docs/runs/<name>) is left as published: its evaluation goes to outputs/evaluate/<name>."""
-    if is_archive(model.run_dir):
-        assert model.run_dir is not None
+    if model.archived and model.run_dir is not None:
         return Path("outputs") / "evaluate" / model.run_dir.name
     return model.run_dir or model.checkpoint_path.parent
 
 
 def _tensorboard_dir(model: TrainedModel, out: Path) -> Path:
     """The run's TensorBoard directory (one event history per run); beside the evaluation otherwise."""
-    return (
-        model.run_dir / "tensorboard"
-        if model.run_dir and not is_archive(model.run_dir)
-        else out / "tensorboard"
-    )
+    return model.run_dir / "tensorboard" if model.run_dir and not model.archived else out / "tensorboard"
 
 
 def evaluate_checkpoint(
