@@ -6,8 +6,10 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from cnnlab.models.mlp import MLP
 from cnnlab.models.smallcnn import SmallCNN
 from cnnlab.training import fit as training
+from cnnlab.training.module import ClassifierModule
 
 
 def test_auto_precision_is_fp32_without_a_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -33,9 +35,25 @@ def test_compile_without_a_compiler_falls_back_with_a_message(monkeypatch, caplo
     assert "needs a C++ compiler" in caplog.text and net._compiled_call_impl is None
 
 
-def test_channels_last_run_and_throughput_are_recorded(train_run, tmp_path) -> None:
+@pytest.mark.parametrize(
+    ("net", "setting", "nhwc"),
+    [(SmallCNN(3, 10), True, True), (SmallCNN(3, 10), False, False), (MLP(3, 32, 10), True, False)],
+    ids=["conv-net", "turned-off", "no-convs"],
+)
+def test_channels_last_applies_to_convolutional_nets_only(net, setting: bool, nhwc: bool) -> None:
+    module = ClassifierModule(net, optimizer=torch.optim.SGD, num_classes=10)
+    training.prepare_network(OmegaConf.create({"channels_last": setting}), net, module)
+    assert module.channels_last is nhwc
+    weights = [p for p in net.parameters() if p.dim() == 4]
+    assert all(w.is_contiguous(memory_format=torch.channels_last) is nhwc for w in weights)
+    logits = module(torch.randn(4, 3, 32, 32))  # NCHW in, as the loaders give it
+    assert logits.shape == (4, 10)
+
+
+def test_default_channels_last_run_and_throughput_are_recorded(train_run, tmp_path) -> None:
     run_dir = tmp_path / "nhwc"
-    record = train_run("model=smallcnn", "data=cifar10", "+model.channels_last=true", run_dir=run_dir)
+    record = train_run("model=smallcnn", "data=cifar10", run_dir=run_dir)
+    assert OmegaConf.load(run_dir / ".hydra" / "config.yaml").channels_last is True
     assert record["status"] == "completed" and record["precision"] == "32-true"
     header = (run_dir / "csv" / "metrics.csv").read_text().splitlines()[0]
     assert "train/images_per_s" in header

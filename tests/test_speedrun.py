@@ -12,7 +12,7 @@ def test_speedrun_preset_composes_the_airbench_recipe() -> None:
         cfg = compose("train", ["experiment=speedrun94"])
     assert cfg.model._target_.endswith("AirbenchNet") and cfg.data.loader == "tensor"
     assert cfg.data.batch_size == 1024 and cfg.data.val_size == 0 and cfg.tta == "flip_translate"
-    assert cfg.model.channels_last and cfg.loss.label_smoothing == 0.2 and cfg.trainer.max_epochs == 10
+    assert cfg.channels_last and cfg.loss.label_smoothing == 0.2 and cfg.trainer.max_epochs == 10
 
 
 def test_speedrun_preset_trains_a_few_steps_on_cpu(train_run) -> None:

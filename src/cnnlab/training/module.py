@@ -88,7 +88,7 @@ class TrainingModule(L.LightningModule):
         self.lr: float | None = None
         # The resolved run config, stored in every checkpoint so that a checkpoint alone rebuilds its model.
         self.run_config: dict[str, Any] | None = None
-        # NHWC inputs to match a channels_last net (model.channels_last): faster convs on tensor cores
+        # NHWC inputs to match a channels_last net (the run's channels_last)
         self.channels_last = False
         # the steps this run's schedule spans, and a checkpoint being restored (its schedule is checked)
         self.schedule_steps: int | None = None
