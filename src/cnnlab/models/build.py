@@ -16,8 +16,9 @@ NOT_CLASS_ARGUMENTS = ("channels_last", "monitor", "backbone_ckpt")
 
 def instantiate_model(cfg: DictConfig) -> Any:
     """The model the config names, without the options that are not class arguments: the layout
-    (``channels_last``, a model option in runs recorded before it became the run's), the task's checkpoint metric (``monitor``) and the backbone's initialisation
-    (``backbone_ckpt``, loaded by the pipeline)."""
+    (``channels_last``, a model option in runs recorded before it became the run's), the task's
+    checkpoint metric (``monitor``) and the backbone's initialisation (``backbone_ckpt``, loaded by
+    the pipeline)."""
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
     for option in NOT_CLASS_ARGUMENTS:
         model_cfg.pop(option, None)
