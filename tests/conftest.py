@@ -7,10 +7,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
+# pytest-xdist (`-n auto` in pyproject.toml) runs one worker per core: each worker, and every entry point
+# it starts as a subprocess, gets its share of the cores instead of all of them (set before torch loads)
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _WORKERS)))
 
-from cnnlab.runs.record import read_run_record
-from tests.datasets import write_all
+import pytest  # noqa: E402
+
+from cnnlab.runs.record import read_run_record  # noqa: E402
+from tests.datasets import write_all  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"

@@ -68,7 +68,7 @@ def test_bench_writes_every_field(tiny_data: Path, tmp_path: Path, monkeypatch, 
 
 
 # one item of each kind (the evaluate item reads the sweep's first job): every code path of the suite
-DRY_RUN_ITEMS = ["resnet18", "speedrun94 seed 2", "sweep on one GPU", "evaluate"]
+DRY_RUN_ITEMS = ["smallcnn", "speedrun94 seed 2", "sweep on one GPU", "evaluate"]
 
 
 def test_gpu_suite_dry_run_runs_one_item_of_each_kind_on_the_cpu(
@@ -89,15 +89,15 @@ def test_gpu_suite_dry_run_runs_one_item_of_each_kind_on_the_cpu(
     assert not failed, {name: (out / log).read_text()[-2000:] for name, (_, log) in failed.items()}
     by_name = {item["name"]: item for item in suite["items"]}
     assert (
-        by_name["resnet18"]["figures"]["train_images_per_s"] > 0
-        and "model=resnet18" in by_name["resnet18"]["command"]
+        by_name["smallcnn"]["figures"]["train_images_per_s"] > 0
+        and "model=smallcnn" in by_name["smallcnn"]["command"]
     )
     assert 0 <= by_name["speedrun94 seed 2"]["figures"]["test_tta_acc"] <= 1
     assert by_name["sweep on one GPU"]["figures"]["jobs_completed"] == 2
     assert by_name["sweep on one GPU"]["figures"]["cuda_visible_devices"] == ["0", "0"]
     assert 0 <= by_name["evaluate"]["figures"]["accuracy"] <= 1
     table = (out / "suite.md").read_text()
-    assert table.count("\n| ") == len(DRY_RUN_ITEMS) + 1 and "| resnet18 | ok |" in table
+    assert table.count("\n| ") == len(DRY_RUN_ITEMS) + 1 and "| smallcnn | ok |" in table
     assert "4/4 items ok" in capsys.readouterr().out
 
 
