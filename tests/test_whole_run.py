@@ -16,7 +16,7 @@ def test_plain_script_trains_and_tests_smallcnn(tiny_data: Path) -> None:
 
 
 @pytest.mark.slow
-def test_comparison_times_both_sides_and_reports_their_ratio(tiny_data: Path, tmp_path: Path) -> None:
+def test_comparison_times_both_sides_and_reports_their_ratio(tiny_data: Path, tmp_path: Path, capsys) -> None:
     train_args = [f"data.root={tiny_data}", "data.val_size=40", "data.batch_size=32", "evaluate=false"]
     script_args = [f"--root={tiny_data}", "--val-size=40", "--batch-size=32"]
     result = whole_run.compare("mnist", 1, tmp_path, train_args, script_args)
@@ -25,6 +25,9 @@ def test_comparison_times_both_sides_and_reports_their_ratio(tiny_data: Path, tm
     )
     assert (tmp_path / "mnist-0" / "metrics.json").is_file()
     assert "| mnist |" in whole_run.table([result])
+    progress = capsys.readouterr().out  # each run's wall as it ends: a comparison on a busy machine is long
+    for side in ("framework", "script"):
+        assert f"mnist, {side}, run 1 of 1: {result[f'{side}_wall_s'][0]:.1f} s" in progress
 
 
 def test_a_failing_side_stops_the_comparison_with_its_error(tmp_path: Path, capsys) -> None:

@@ -49,6 +49,7 @@ def compare(
         order = [("framework", train), ("script", plain)]
         for side, command in order if repeat % 2 == 0 else order[::-1]:
             wall, stdout = _timed(command, env)
+            print(f"{dataset}, {side}, run {repeat + 1} of {repeats}: {wall:.1f} s", flush=True)
             if side == "framework":
                 framework.append(wall)
                 accuracies["framework_test_acc"] = json.loads((run_dir / "metrics.json").read_text())[
