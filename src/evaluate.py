@@ -15,6 +15,7 @@ CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 def run(cfg: DictConfig) -> float | None:
     from cnnlab.baselines.trained import classical_run
     from cnnlab.errors import exit_on_user_error
+    from cnnlab.runs.record import resolve_checkpoint_path
 
     with exit_on_user_error():
         run_dir = classical_run(cfg.ckpt_path)
@@ -30,6 +31,7 @@ def run(cfg: DictConfig) -> float | None:
                 download=cfg.data.download,
             )
         else:
+            resolve_checkpoint_path(cfg.ckpt_path)  # a wrong path stops here, before the heavy imports
             from cnnlab.analysis.evaluation import evaluate_checkpoint
 
             metrics = evaluate_checkpoint(

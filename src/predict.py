@@ -15,6 +15,7 @@ CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 def run(cfg: DictConfig) -> None:
     from cnnlab.baselines.trained import classical_run
     from cnnlab.errors import exit_on_user_error
+    from cnnlab.runs.record import resolve_checkpoint_path
 
     dataset = cfg.get("data", {}).get("name")
     with exit_on_user_error():
@@ -24,6 +25,7 @@ def run(cfg: DictConfig) -> None:
 
             predict_classical(run_dir, cfg.image, cfg.output, cfg.overwrite, cfg.top_k, dataset=dataset)
             return
+        resolve_checkpoint_path(cfg.ckpt_path)  # a wrong path stops here, before the heavy imports
         from cnnlab.analysis.prediction import predict
 
         predict(

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
+import tempfile
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -63,12 +66,69 @@ def train_run(
     return run
 
 
-def run_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """Run ``python <args>`` in a subprocess, as a user would."""
+def run_cli(
+    args: list[str], cwd: Path, env: dict[str, str] | None = None, new_session: bool = False
+) -> subprocess.CompletedProcess:
+    """Run ``python <args>`` in a subprocess, as a user would (``new_session``: in a process group of
+    its own, so that a signal to the group spares pytest)."""
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(
-        [sys.executable, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=600
+        [sys.executable, *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        start_new_session=new_session,
     )
+
+
+def run_forked(
+    module: str, args: list[str], env: dict[str, str] | None = None, new_session: bool = False
+) -> subprocess.CompletedProcess:
+    """Run ``python -m <module> <args>`` in a forked child: a process of its own to crash or signal,
+    without importing torch and Lightning again (about 4 s a process). A process whose OpenMP ran on
+    more than one thread cannot fork safely (the child's first parallel region waits forever on the
+    parent's threads), so there it starts a new interpreter instead."""
+    import torch
+
+    if torch.get_num_threads() > 1:
+        return run_cli(["-m", module, *args], cwd=REPO, env=env, new_session=new_session)
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        pid = os.fork()
+        if pid == 0:  # the child: never returns into pytest
+            code = 1
+            try:
+                if new_session:
+                    os.setsid()
+                os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+                os.dup2(out.fileno(), 1)
+                os.dup2(err.fileno(), 2)
+                sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), line_buffering=True)
+                sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), line_buffering=True)
+                os.environ.update(env or {})
+                os.chdir(REPO)
+                sys.argv = [module, *args]
+                __import__(module).main()
+                code = 0
+            except SystemExit as exit_info:
+                code = exit_info.code if isinstance(exit_info.code, int) else int(exit_info.code is not None)
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        returncode = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+        out.seek(0)
+        err.seek(0)
+        return subprocess.CompletedProcess(
+            [module, *args],
+            returncode,
+            out.read().decode(errors="replace"),
+            err.read().decode(errors="replace"),
+        )
 
 
 def job_dir(sweep: Path, number: int) -> Path:

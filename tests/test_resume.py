@@ -7,14 +7,13 @@ import math
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from cnnlab.runs.record import read_run_record
-from tests.conftest import REPO, TINY, run_cli, run_entry
+from tests.conftest import TINY, run_entry, run_forked
 
 # 2 short epochs that learn something (adam, no augmentation), no post-run analysis
 FAST = [
@@ -43,8 +42,8 @@ def val_rows(run_dir: Path) -> list[dict[str, str]]:
 
 def killed_run(run_dir: Path, tiny_data: Path, *extra: str, base: list[str] = FAST) -> None:
     """Train in a subprocess that SIGKILLs itself in the middle of its last epoch (1 of 0, 1)."""
-    args = ["-m", "train", f"hydra.run.dir={run_dir}", f"data.root={tiny_data}", *TINY, *base, *KILL, *extra]
-    result = run_cli(args, cwd=REPO, env={"CNNLAB_TEST_KILL": "1"})
+    args = [f"hydra.run.dir={run_dir}", f"data.root={tiny_data}", *TINY, *base, *KILL, *extra]
+    result = run_forked("train", args, env={"CNNLAB_TEST_KILL": "1"})
     assert result.returncode == -signal.SIGKILL, result.stderr[-2000:]
     assert not (run_dir / "metrics.json").exists() and (run_dir / "checkpoints" / "last.ckpt").is_file()
 
@@ -150,16 +149,9 @@ def preempted_run(
 ) -> subprocess.CompletedProcess:
     """Train in its own session; at epoch 1, batch 2 its process group (workers too) gets ``signal_name``."""
     kill = [*KILL, f"+callbacks.kill.signal={signal_name}", "+callbacks.kill.group=true"]
-    args = ["-m", "train", f"hydra.run.dir={run_dir}", f"data.root={tiny_data}", *TINY, *base, *kill]
-    return subprocess.run(
-        [sys.executable, *args],
-        cwd=REPO,
-        env={**os.environ, "CNNLAB_TEST_KILL": "1", **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=600,
-        start_new_session=True,  # the signal goes to this run's process group, not to pytest's
-    )
+    args = [f"hydra.run.dir={run_dir}", f"data.root={tiny_data}", *TINY, *base, *kill]
+    # a session of its own: the signal goes to this run's process group, not to pytest's
+    return run_forked("train", args, env={"CNNLAB_TEST_KILL": "1", **(env or {})}, new_session=True)
 
 
 def test_sigterm_mid_epoch_on_the_dataloader_path_with_workers_resumes_exactly(

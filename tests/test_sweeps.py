@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from tests.conftest import CONF, REPO, TINY, job_dir, run_cli, run_entry
+from tests.conftest import CONF, TINY, job_dir, run_entry, run_forked
 
 FAST = ["model=mlp", "data=mnist", "evaluate=false"]
 
 
-def sweep(sweep_dir: Path, tiny_data: Path, *args: str, env: dict[str, str] | None = None):
-    command = ["-m", "train", "--multirun", f"hydra.sweep.dir={sweep_dir}", f"data.root={tiny_data}"]
-    return run_cli([*command, *TINY, *FAST, *args], cwd=REPO, env=env)
+def sweep_args(sweep_dir: Path, tiny_data: Path, *args: str) -> list[str]:
+    """``python -m train`` arguments of a tiny MLP sweep."""
+    return ["--multirun", f"hydra.sweep.dir={sweep_dir}", f"data.root={tiny_data}", *TINY, *FAST, *args]
 
 
 def record(job_dir: Path) -> dict:
@@ -34,8 +34,10 @@ def test_failed_job_is_recorded_and_the_sweep_goes_on(
 ) -> None:
     sweep_dir = tmp_path / "sweep"
     # job 1 holds out more validation images than the 200 training images: a user error at run time
-    result = sweep(sweep_dir, tiny_data, "data.val_size=1000,40")
-    assert result.returncode == 1, result.stderr[-3000:]  # the sweep ran to the end, then reports
+    with pytest.raises(SystemExit) as ended:
+        run_entry("train", sweep_args(sweep_dir, tiny_data, "data.val_size=1000,40"), monkeypatch)
+    assert ended.value.code == 1  # the sweep ran to the end, then reports
+    stderr = capsys.readouterr().err
     failed, completed = record(job(sweep_dir, 0)), record(job(sweep_dir, 1))
     # named by what they vary (and the other overrides), not by the job number alone
     assert "data.val_size-1000" in job(sweep_dir, 0).name and "data.val_size-40" in job(sweep_dir, 1).name
@@ -46,7 +48,7 @@ def test_failed_job_is_recorded_and_the_sweep_goes_on(
         failed["error"].startswith("data.val_size=1000 is invalid")
         and "data.val_size=1000" in failed["overrides"]
     )
-    assert f"failed: {job(sweep_dir, 0)}: data.val_size=1000" in result.stderr
+    assert f"failed: {job(sweep_dir, 0)}: data.val_size=1000" in stderr
 
     run_entry("results", [str(sweep_dir)], monkeypatch)
     listed = capsys.readouterr().out
@@ -61,7 +63,9 @@ def test_killed_sweep_rerun_with_resume_skips_finished_jobs(
     grid = ["seed=0,1", "trainer.max_epochs=2"]
     kill = ["+callbacks.kill._target_=tests.killer.KillAt", "+callbacks.kill.epoch=1"]
     kill += ["+callbacks.kill.batch=2", "+callbacks.kill.seed=${seed}", "+callbacks.kill.only_seed=1"]
-    killed = sweep(sweep_dir, tiny_data, *grid, *kill, env={"CNNLAB_TEST_KILL": "1"})
+    killed = run_forked(
+        "train", sweep_args(sweep_dir, tiny_data, *grid, *kill), env={"CNNLAB_TEST_KILL": "1"}
+    )
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     finished = (job(sweep_dir, 0) / "metrics.json").read_text()
     assert (
@@ -70,14 +74,13 @@ def test_killed_sweep_rerun_with_resume_skips_finished_jobs(
     )
     names = sorted(d.name for d in sweep_dir.iterdir() if d.is_dir())
 
-    multirun = ["--multirun", f"hydra.sweep.dir={sweep_dir}", f"data.root={tiny_data}", *TINY, *FAST, *grid]
-    with pytest.raises(SystemExit) as refused:  # in this process: refused before any job starts
-        run_entry("train", multirun, monkeypatch)
+    with pytest.raises(SystemExit) as refused:  # refused before any job starts
+        run_entry("train", sweep_args(sweep_dir, tiny_data, *grid), monkeypatch)
     assert refused.value.code == 2 and "add resume=true" in capsys.readouterr().err.strip().splitlines()[-1]
 
     # the same command with resume=true, its jobs run by the joblib launcher in parallel processes
-    resumed = sweep(sweep_dir, tiny_data, *grid, *kill, "resume=true", "hydra/launcher=parallel")
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    resumed = sweep_args(sweep_dir, tiny_data, *grid, *kill, "resume=true", "hydra/launcher=parallel")
+    run_entry("train", resumed, monkeypatch)
     # resume=true is not part of the job names: the rerun found the same folders, and made no new ones
     assert sorted(d.name for d in sweep_dir.iterdir() if d.is_dir()) == names
     assert (job(sweep_dir, 0) / "metrics.json").read_text() == finished  # skipped, untouched
@@ -106,15 +109,18 @@ def test_parallel_launcher_runs_jobs_with_dataloader_workers(
     assert "num_workers: auto" in config  # the loader really used worker processes
 
 
-def test_optuna_search_runs_trials_and_reports_the_best(tmp_path: Path, tiny_data: Path) -> None:
+def test_optuna_search_runs_trials_and_reports_the_best(
+    tmp_path: Path, tiny_data: Path, monkeypatch, capfd
+) -> None:
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="pip install -e '.[sweep]'")
     sweep_dir = tmp_path / "search"
-    command = ["-m", "train", "hparams_search=optuna", "hydra.sweeper.n_trials=2"]
-    command += [f"hydra.sweep.dir={sweep_dir}", f"data.root={tiny_data}", *TINY, *FAST]
-    result = run_cli(command, cwd=REPO)
-    assert result.returncode == 0, result.stderr[-3000:]
+    args = ["hparams_search=optuna", "hydra.sweeper.n_trials=2"]
+    run_entry(
+        "train", [*args, f"hydra.sweep.dir={sweep_dir}", f"data.root={tiny_data}", *TINY, *FAST], monkeypatch
+    )
     trials = [record(job(sweep_dir, n)) for n in (0, 1)]
-    assert "alembic" not in result.stdout + result.stderr  # the Optuna storage's migration chatter
+    output = capfd.readouterr()
+    assert "alembic" not in output.out + output.err  # the Optuna storage's migration chatter
     assert all(t["status"] == "completed" for t in trials) and trials[0]["lr"] != trials[1]["lr"]
     best = (sweep_dir / "optimization_results.yaml").read_text()
     assert f"best_value: {max(t['best_val_acc'] for t in trials)}" in best

@@ -9,7 +9,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from tests.conftest import CONF, REPO, TINY, job_dir, run_cli
+from tests.conftest import CONF, TINY, job_dir, run_cli, run_entry
 from tests.test_models import MODELS
 
 DATASETS = ["cifar10", "mnist", "fashion_mnist"]
@@ -153,16 +153,17 @@ def test_zero_epochs_is_a_config_error(train_run, capsys) -> None:
 
 
 @pytest.mark.slow
-def test_missing_data_is_one_line_naming_path_env_and_download(tmp_path: Path) -> None:
+def test_missing_data_is_one_line_naming_path_env_and_download(tmp_path: Path, monkeypatch, capsys) -> None:
     empty = tmp_path / "nothing-here"
-    result = run_cli(
-        ["-m", "train", "data=mnist", "model=smallcnn", f"hydra.run.dir={tmp_path / 'run'}", *TINY],
-        cwd=tmp_path,
-        env={"CNNLAB_DATA": str(empty)},
-    )
-    assert result.returncode == 2
-    assert "Traceback" not in result.stderr
-    last = result.stderr.strip().splitlines()[-1]
+    monkeypatch.setenv("CNNLAB_DATA", str(empty))
+    with pytest.raises(SystemExit) as stopped:
+        run_entry(
+            "train", ["data=mnist", "model=smallcnn", f"hydra.run.dir={tmp_path / 'run'}", *TINY], monkeypatch
+        )
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
     assert last.startswith("error: MNIST not found") and str(empty) in last
     assert "CNNLAB_DATA" in last and "data.download=true" in last
 
@@ -177,23 +178,11 @@ def test_unknown_model_lists_the_available_models(tmp_path: Path, tiny_data: Pat
 
 
 @pytest.mark.slow
-def test_multirun_writes_one_directory_per_job(tmp_path: Path, tiny_data: Path) -> None:
+def test_multirun_writes_one_directory_per_job(tmp_path: Path, tiny_data: Path, monkeypatch, capsys) -> None:
     sweep = tmp_path / "sweep"
-    result = run_cli(
-        [
-            "-m",
-            "train",
-            "--multirun",
-            "model=smallcnn,smallvgg",
-            "data=mnist",
-            f"data.root={tiny_data}",
-            f"hydra.sweep.dir={sweep}",
-            *TINY,
-        ],
-        cwd=REPO,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    args = ["--multirun", "model=smallcnn,smallvgg", "data=mnist", f"data.root={tiny_data}"]
+    run_entry("train", [*args, f"hydra.sweep.dir={sweep}", *TINY], monkeypatch)
     records = [json.loads((job_dir(sweep, job) / "metrics.json").read_text()) for job in (0, 1)]
     assert [r["model"] for r in records] == ["smallcnn", "smallvgg"]
     assert records[0]["params"] != records[1]["params"]
-    assert "smallcnn on mnist: test acc" in result.stdout
+    assert "smallcnn on mnist: test acc" in capsys.readouterr().out

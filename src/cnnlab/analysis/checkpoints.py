@@ -21,7 +21,7 @@ from torch import nn
 from cnnlab.data import ImageDataModule
 from cnnlab.errors import CheckpointError, reason_of
 from cnnlab.models.build import instantiate_model
-from cnnlab.runs.record import RUN_RECORD, read_run_record
+from cnnlab.runs.record import RUN_RECORD, read_run_record, resolve_checkpoint_path
 
 log = logging.getLogger(__name__)
 
@@ -66,25 +66,6 @@ def task_of_config(config: dict[str, Any]) -> str:
     return {"cnnlab.models.detector.Detector": "detect", "cnnlab.models.unet.UNet": "segment"}.get(
         target, "classify"
     )
-
-
-def resolve_checkpoint_path(path: str | Path | None) -> Path:
-    """The checkpoint file; a run directory stands for its best checkpoint (from its metrics.json)."""
-    if path is None or str(path) == "":
-        raise CheckpointError("no checkpoint given: pass ckpt_path=outputs/<run>/checkpoints/<file>.ckpt")
-    path = Path(path).expanduser()
-    if path.is_dir():
-        if not (path / RUN_RECORD).is_file():
-            raise CheckpointError(
-                f"{path} is a directory without a {RUN_RECORD}; pass a .ckpt file from its checkpoints/"
-            )
-        best = read_run_record(path).get("best_checkpoint")
-        if not best:
-            raise CheckpointError(f"the run in {path} saved no checkpoint; pass a .ckpt file")
-        path = path / best
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}; pass ckpt_path=<run>/checkpoints/<file>.ckpt")
-    return path
 
 
 def run_dir_of(checkpoint_path: Path) -> Path | None:

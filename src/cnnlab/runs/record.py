@@ -15,6 +15,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 import cnnlab
+from cnnlab.errors import CheckpointError
 
 if TYPE_CHECKING:
     import torch
@@ -230,3 +231,22 @@ def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"{device.type} ({os.cpu_count()} cores)" if device.type == "cpu" else device.type
+
+
+def resolve_checkpoint_path(path: str | Path | None) -> Path:
+    """The checkpoint file; a run directory stands for its best checkpoint (from its metrics.json)."""
+    if path is None or str(path) == "":
+        raise CheckpointError("no checkpoint given: pass ckpt_path=outputs/<run>/checkpoints/<file>.ckpt")
+    path = Path(path).expanduser()
+    if path.is_dir():
+        if not (path / RUN_RECORD).is_file():
+            raise CheckpointError(
+                f"{path} is a directory without a {RUN_RECORD}; pass a .ckpt file from its checkpoints/"
+            )
+        best = read_run_record(path).get("best_checkpoint")
+        if not best:
+            raise CheckpointError(f"the run in {path} saved no checkpoint; pass a .ckpt file")
+        path = path / best
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}; pass ckpt_path=<run>/checkpoints/<file>.ckpt")
+    return path
