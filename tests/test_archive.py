@@ -11,22 +11,28 @@ from PIL import Image
 
 from cnnlab.errors import ConfigError
 from cnnlab.runs.archive import archive_run
-from tests.conftest import run_entry
+from tests.conftest import TINY, run_entry
 
 
-@pytest.fixture
-def finished_run(train_run, tmp_path: Path) -> Path:
-    run_dir = tmp_path / "outputs" / "run"
-    train_run("model=smallcnn", "data=mnist", "evaluate=true", "logger=default", run_dir=run_dir)
+@pytest.fixture(scope="module")
+def finished_run(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One evaluated run for the module's tests: archiving reads it and leaves it as it was."""
+    run_dir = tmp_path_factory.mktemp("project") / "outputs" / "run"
+    args = [f"hydra.run.dir={run_dir}", f"data.root={tiny_data}", *TINY]
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        run_entry(
+            "train", [*args, "model=smallcnn", "data=mnist", "evaluate=true", "logger=default"], monkeypatch
+        )
     return run_dir
 
 
 def test_archive_keeps_the_record_config_curves_evaluation_and_weights(
-    finished_run: Path, tiny_data: Path, tmp_path: Path, monkeypatch
+    finished_run: Path, tiny_data: Path, monkeypatch
 ) -> None:
-    monkeypatch.chdir(tmp_path)
+    project = finished_run.parent.parent
+    monkeypatch.chdir(project)
     run_entry("results", ["archive", str(finished_run), "docs/runs/mnist-cnn"], monkeypatch)
-    dest = tmp_path / "docs" / "runs" / "mnist-cnn"
+    dest = project / "docs" / "runs" / "mnist-cnn"
     kept = {str(path.relative_to(dest)) for path in dest.rglob("*") if path.is_file()}
     assert {"metrics.json", ".hydra/config.yaml", ".hydra/overrides.yaml", "csv/metrics.csv"} <= kept
     assert {"eval/eval_metrics.json", "eval/confusion_matrix.png", "eval/curves.png", "model.ckpt"} <= kept
@@ -35,7 +41,7 @@ def test_archive_keeps_the_record_config_curves_evaluation_and_weights(
     for path in dest.rglob("*"):
         if path.suffix in (".json", ".csv", ".yaml", ".txt"):
             text = path.read_text()
-            assert str(tmp_path) not in text and str(tiny_data) not in text, path
+            assert str(project) not in text and str(tiny_data) not in text, path
     record = json.loads((dest / "metrics.json").read_text())
     assert record["run_dir"] == "docs/runs/mnist-cnn"
     assert record["archived_from"] == "outputs/run"
