@@ -2,9 +2,11 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -119,7 +121,7 @@ def run_forked(
                 sys.stdout.flush()
                 sys.stderr.flush()
                 os._exit(code)
-        _, status = os.waitpid(pid, 0)
+        status = _wait_for(pid, [module, *args], group=new_session)
         returncode = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
         out.seek(0)
         err.seek(0)
@@ -129,6 +131,20 @@ def run_forked(
             out.read().decode(errors="replace"),
             err.read().decode(errors="replace"),
         )
+
+
+def _wait_for(pid: int, command: list[str], group: bool, timeout_s: float = 600) -> int:
+    """The child's wait status; past the timeout it is killed (with its group) and the test fails."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        if time.monotonic() > deadline:
+            (os.killpg if group else os.kill)(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise subprocess.TimeoutExpired(command, timeout_s)
+        time.sleep(0.05)
 
 
 def job_dir(sweep: Path, number: int) -> Path:
