@@ -43,3 +43,10 @@ def test_step_decays_at_fractions_of_the_run() -> None:
         and seen[50] == pytest.approx(0.01)
         and seen[75] == pytest.approx(0.001)
     )
+
+
+@pytest.mark.parametrize(("total_steps", "pct_start"), [(4, 0.25), (2, 0.5), (8, 0.125)])
+def test_onecycle_runs_when_its_warm_up_would_be_one_step(total_steps: int, pct_start: float) -> None:
+    seen = lrs(schedulers.onecycle, total_steps, pct_start=pct_start)
+    assert len(seen) == total_steps and all(0 < lr <= 0.1 + 1e-9 for lr in seen)
+    assert seen[0] == pytest.approx(0.1 / 25)  # starts at max_lr / div_factor

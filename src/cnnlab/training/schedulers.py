@@ -7,6 +7,7 @@ states the shape of the schedule. Configs select them with ``_partial_: true``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -58,6 +59,10 @@ def onecycle(
         group["lr"] if max_lr is None else max_lr * group.get("lr_scale", 1.0)
         for group in optimizer.param_groups
     ]
+    # OneCycleLR divides by its warm-up's length, pct_start * total_steps - 1 steps: zero for a short
+    # run such as 4 steps at 0.25; there the peak moves half a step later
+    if math.isclose(pct_start * total_steps, 1.0) and total_steps >= 2:
+        pct_start = 1.5 / total_steps
     return OneCycleLR(
         optimizer, max_lr=peaks, total_steps=total_steps, pct_start=pct_start, div_factor=div_factor
     )
