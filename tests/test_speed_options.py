@@ -50,6 +50,18 @@ def test_channels_last_applies_to_convolutional_nets_only(net, setting: bool, nh
     assert logits.shape == (4, 10)
 
 
+@pytest.mark.parametrize("legacy", [True, False])
+def test_the_former_model_option_channels_last_is_honoured(legacy: bool, caplog) -> None:
+    """``+model.channels_last`` (and the configs of runs recorded before it moved) still decide."""
+    net = SmallCNN(3, 10)
+    module = ClassifierModule(net, optimizer=torch.optim.SGD, num_classes=10)
+    cfg = OmegaConf.create({"channels_last": not legacy, "model": {"channels_last": legacy}})
+    with caplog.at_level(logging.INFO):
+        training.prepare_network(cfg, net, module)
+    assert module.channels_last is legacy
+    assert f"model.channels_last={legacy} is the run option channels_last now" in caplog.text
+
+
 def test_default_channels_last_run_and_throughput_are_recorded(train_run, tmp_path) -> None:
     run_dir = tmp_path / "nhwc"
     record = train_run("model=smallcnn", "data=cifar10", run_dir=run_dir)

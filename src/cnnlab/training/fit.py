@@ -165,7 +165,12 @@ def prepare_network(cfg: DictConfig, net: nn.Module, module: TrainingModule) -> 
     NHWC is the default because oneDNN's CPU convolutions and cuDNN's tensor-core kernels are both
     faster in it (docs/performance.md: 25-35 % per SmallCNN / SmallVGG step on 2 CPU cores).
     """
-    if cfg.get("channels_last") and any(isinstance(layer, nn.Conv2d) for layer in net.modules()):
+    channels_last = cfg.get("channels_last")
+    legacy = cfg.get("model", {}).get("channels_last")  # a model option before it became the run's
+    if legacy is not None:
+        log.info("model.channels_last=%s is the run option channels_last now: using it", legacy)
+        channels_last = legacy
+    if channels_last and any(isinstance(layer, nn.Conv2d) for layer in net.modules()):
         net.to(memory_format=torch.channels_last)
         module.channels_last = True
     if cfg.get("compile"):
