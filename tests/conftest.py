@@ -91,10 +91,10 @@ def run_forked(
     """Run ``python -m <module> <args>`` in a forked child: a process of its own to crash or signal,
     without importing torch and Lightning again (about 4 s a process). A process whose OpenMP ran on
     more than one thread cannot fork safely (the child's first parallel region waits forever on the
-    parent's threads), so there it starts a new interpreter instead."""
+    parent's threads), nor can one on macOS: there it starts a new interpreter instead."""
     import torch
 
-    if torch.get_num_threads() > 1:
+    if sys.platform != "linux" or torch.get_num_threads() > 1:
         return run_cli(["-m", module, *args], cwd=REPO, env=env, new_session=new_session)
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         pid = os.fork()
