@@ -52,6 +52,11 @@ def run_entry(module: str, args: list[str], monkeypatch: pytest.MonkeyPatch) -> 
     entry.main()
 
 
+def tiny_train_args(run_dir: Path, data_root: Path, *overrides: str) -> list[str]:
+    """``python -m train`` arguments of a tiny run into ``run_dir``."""
+    return [f"hydra.run.dir={run_dir}", f"data.root={data_root}", *TINY, *overrides]
+
+
 @pytest.fixture
 def train_run(
     tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -61,8 +66,7 @@ def train_run(
 
     def run(*overrides: str, run_dir: Path | None = None) -> dict[str, Any]:
         run_dir = run_dir or tmp_path / f"run{next(counter)}"
-        args = [f"hydra.run.dir={run_dir}", f"data.root={tiny_data}", *TINY, *overrides]
-        run_entry("train", args, monkeypatch)
+        run_entry("train", tiny_train_args(run_dir, tiny_data, *overrides), monkeypatch)
         return read_run_record(run_dir)
 
     return run

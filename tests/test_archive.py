@@ -11,18 +11,16 @@ from PIL import Image
 
 from cnnlab.errors import ConfigError
 from cnnlab.runs.archive import archive_run
-from tests.conftest import TINY, run_entry
+from tests.conftest import run_entry, tiny_train_args
 
 
 @pytest.fixture(scope="module")
 def finished_run(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One evaluated run for the module's tests: archiving reads it and leaves it as it was."""
     run_dir = tmp_path_factory.mktemp("project") / "outputs" / "run"
-    args = [f"hydra.run.dir={run_dir}", f"data.root={tiny_data}", *TINY]
+    overrides = ["model=smallcnn", "data=mnist", "evaluate=true", "logger=default"]
     with pytest.MonkeyPatch.context() as monkeypatch:
-        run_entry(
-            "train", [*args, "model=smallcnn", "data=mnist", "evaluate=true", "logger=default"], monkeypatch
-        )
+        run_entry("train", tiny_train_args(run_dir, tiny_data, *overrides), monkeypatch)
     return run_dir
 
 
