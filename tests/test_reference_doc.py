@@ -58,7 +58,8 @@ def runs(tmp_path: Path) -> Path:
 
 def test_headlines_are_computed_from_the_records(runs: Path) -> None:
     text = reference_doc(runs)
-    assert "reaches 81.00% test top-1, 23.0 points above HOG + linear SVM (58.00%)" in text
+    assert "HOG + linear SVM reaches 58.00% test top-1" in text
+    assert "smallcnn 81.00% (+23.0 points; `experiment=ablation_bn`, 2 runs)" in text
     assert "81.00% with BN against 75.00% without (+6.0 points)" in text
     assert "70% validation accuracy after 4.5 epochs with BN against 8.0 epochs without" in text
     assert "cat taken for dog 120 times (12.0% of cat)" in text
@@ -70,3 +71,12 @@ def test_missing_runs_are_named_not_invented(tmp_path: Path) -> None:
     text = reference_doc(tmp_path / "runs")
     assert "needs archived runs of both (not yet archived)" in text
     assert "BatchNorm on CIFAR-10 (`experiment=ablation_bn`): not yet archived" in text
+
+
+def test_confused_pairs_come_from_the_best_evaluated_model(runs: Path) -> None:
+    # speedrun94 skips the evaluation: better, but it has no confusion matrix to read
+    _archived(runs, "speedrun", {"model": "airbench94", "test_acc": 0.94})
+    text = reference_doc(runs)
+    assert "best evaluated CIFAR-10 model** (smallcnn, `bn-1`): cat taken for dog 120 times" in text
+    assert "has no evaluation" not in text
+    assert "airbench94 94.00% (+36.0 points; `defaults`, 1 run), smallcnn 81.00%" in text
