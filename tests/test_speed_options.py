@@ -18,6 +18,15 @@ def test_auto_precision_is_fp32_without_a_gpu(monkeypatch: pytest.MonkeyPatch) -
     assert training.resolve_precision(OmegaConf.create({"precision": "16-mixed"})) == "16-mixed"
 
 
+@pytest.mark.parametrize("amx", [True, False])
+def test_auto_precision_points_to_bf16_on_an_amx_cpu(monkeypatch, caplog, amx: bool) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
+    with caplog.at_level("INFO", logger=training.__name__):
+        assert training.resolve_precision(OmegaConf.create({"precision": "auto"})) == "32-true"
+    assert ("trainer.precision=bf16-mixed trains convolutions" in caplog.text) is amx
+
+
 def test_auto_precision_is_bf16_on_a_bf16_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
