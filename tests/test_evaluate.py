@@ -17,7 +17,7 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 
 from cnnlab.analysis import evaluation
 from cnnlab.analysis.checkpoints import load_trained_model
-from cnnlab.analysis.inference import predict_logits
+from cnnlab.analysis.inference import predict_logits, trained_precision
 from cnnlab.data import readers
 from cnnlab.runs.record import read_run_record, summary_line
 from tests.conftest import TINY, run_cli, run_entry
@@ -342,3 +342,19 @@ def test_the_advice_of_a_data_error_works_for_evaluate(run: Path, tmp_path: Path
             "evaluate", [f"{key}=true" if key.endswith("download") else f"{key}=x" for key in set(advised)]
         )
     assert config.data.download is True
+
+
+def test_a_checkpoint_is_evaluated_in_the_precision_it_was_tested_in(run: Path, tiny_data: Path) -> None:
+    # a bf16 run's recorded test accuracy comes from bf16 logits; fp32 ones can flip a few predictions
+    cpu = torch.device("cpu")
+    assert trained_precision({"precision": "auto"}, cpu) == "32-true"
+    assert trained_precision({"precision": "bf16-mixed"}, cpu) == "bf16-mixed"
+    assert trained_precision({}, cpu) == "32-true"
+    model = load_trained_model(run)
+    test = readers.read_mnist(tiny_data, train=False)
+    images, normalize = test.images[:8], model.datamodule.normalize
+    bf16 = predict_logits(model.net, images, normalize, cpu, precision="bf16-mixed")
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        expected = model.net(normalize(images)).float()
+    assert torch.equal(bf16, expected)
+    assert not torch.equal(bf16, predict_logits(model.net, images, normalize, cpu))

@@ -11,7 +11,6 @@ import resource
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig, open_dict
 from torch import nn
 
+from cnnlab.analysis.inference import autocast
 from cnnlab.callbacks.throughput import synchronize
 from cnnlab.data import ImageDataModule
 from cnnlab.errors import ConfigError
@@ -36,14 +36,6 @@ def _device(cfg: DictConfig) -> torch.device:
     accelerator = cfg.trainer.get("accelerator", "auto")
     use_cuda = torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda")
     return torch.device("cuda" if use_cuda else "cpu")
-
-
-def _autocast(device: torch.device, precision: str) -> Any:
-    if precision.startswith("bf16"):
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    if precision.startswith("16"):
-        return torch.autocast(device.type, dtype=torch.float16)
-    return nullcontext()
 
 
 def _batches(loader: Any, device: torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -174,7 +166,7 @@ class Benchmark:
                 synchronize(self.device)
                 start = time.perf_counter()
             images, labels = next(batches)
-            with _autocast(self.device, self.precision):
+            with autocast(self.device, self.precision):
                 loss = criterion(module(datamodule.normalize(images)), labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -193,7 +185,7 @@ class Benchmark:
         module = self.module(datamodule).to(self.device).eval()
         images = datamodule.train_set.split.images[: datamodule.batch_size]
         batch = datamodule.normalize(images.to(self.device))
-        with torch.inference_mode(), _autocast(self.device, self.precision):
+        with torch.inference_mode(), autocast(self.device, self.precision):
             for _ in range(self.warmup):
                 module(batch)
             synchronize(self.device)

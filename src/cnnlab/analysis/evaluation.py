@@ -14,7 +14,7 @@ from cnnlab.analysis import figures
 from cnnlab.analysis.checkpoints import TrainedModel, load_trained_model
 from cnnlab.analysis.curves import diagnose_fit, plot_curves, read_history
 from cnnlab.analysis.gradcam import gradcam_maps, stage_activations
-from cnnlab.analysis.inference import pick_device, predict_logits
+from cnnlab.analysis.inference import pick_device, predict_logits, trained_precision
 from cnnlab.analysis.layers import first_conv, gradcam_layer, stages
 from cnnlab.analysis.reports import write_classification_reports
 from cnnlab.analysis.tensorboard import SummaryWriter, log_evaluation
@@ -105,7 +105,8 @@ def evaluate_checkpoint(
     if _matches(test_predictions, labels):
         logits = test_predictions[0]
     else:
-        logits = predict_logits(model.net, images, datamodule.normalize, torch_device, batch_size)
+        precision = trained_precision(model.config.get("trainer", {}), torch_device)
+        logits = predict_logits(model.net, images, datamodule.normalize, torch_device, batch_size, precision)
     probabilities = logits.softmax(dim=-1)
     confidences, predictions = probabilities.max(dim=-1)
 

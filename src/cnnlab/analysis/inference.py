@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
 
 import torch
 from torch import nn
@@ -21,6 +23,24 @@ def pick_device(name: str = "auto") -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device={name} but no CUDA GPU is available; use device=auto or cpu")
     return device
+
+
+def autocast(device: torch.device, precision: str) -> AbstractContextManager[Any]:
+    """The autocast of a Lightning ``precision`` string on ``device`` (none for full precision)."""
+    if precision.startswith("bf16"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    if precision.startswith("16"):
+        return torch.autocast(device.type, dtype=torch.float16)
+    return nullcontext()
+
+
+def trained_precision(trainer_config: Mapping[str, Any], device: torch.device) -> str:
+    """The precision a run's test loop used on ``device`` (``auto``: bf16 on a bf16 GPU), so that
+    evaluating its checkpoint again reproduces the recorded test figures."""
+    precision = str(trainer_config.get("precision", "32-true"))
+    if precision != "auto":
+        return precision
+    return "bf16-mixed" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "32-true"
 
 
 def normalized_batches(
@@ -46,8 +66,11 @@ def predict_logits(
     normalize: Callable[[torch.Tensor], torch.Tensor],
     device: torch.device,
     batch_size: int = 256,
+    precision: str = "32-true",
 ) -> torch.Tensor:
-    """Logits (on the CPU, float32) of ``images`` (N, C, H, W) uint8, in ``batch_size`` chunks."""
+    """Logits (on the CPU, float32) of ``images`` (N, C, H, W) uint8, in ``batch_size`` chunks, under
+    ``precision``'s autocast."""
     batches = normalized_batches(net, images, normalize, device, batch_size)
-    chunks = [net(batch).float().cpu() for batch in batches]
+    with autocast(device, precision):
+        chunks = [net(batch).float().cpu() for batch in batches]
     return torch.cat(chunks) if chunks else torch.empty(0)

@@ -12,7 +12,7 @@ from PIL import Image, UnidentifiedImageError
 from torchvision.transforms.v2 import functional as F
 
 from cnnlab.analysis.checkpoints import TrainedModel, load_trained_model
-from cnnlab.analysis.inference import pick_device, predict_logits
+from cnnlab.analysis.inference import pick_device, predict_logits, trained_precision
 from cnnlab.errors import ConfigError, DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -73,7 +73,8 @@ def predict_files(
         raise ConfigError(f"top_k={top_k} is invalid; use 1 or more")
     channels, size, _ = model.datamodule.shape
     images = torch.stack([read_image(path, channels, size) for path in files])
-    logits = predict_logits(model.net, images, model.datamodule.normalize, device, batch_size)
+    precision = trained_precision(model.config.get("trainer", {}), device)
+    logits = predict_logits(model.net, images, model.datamodule.normalize, device, batch_size, precision)
     return top_classes(files, logits.softmax(dim=-1), model.class_names, top_k)
 
 
