@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from cnnlab.results.reference_doc import reference_doc
-from tests.conftest import REPO
+from tests.conftest import REPO, run_entry
+from tests.test_real_data import DATA_ROOT, needs
 
 
 def test_docs_results_regenerates_identically(monkeypatch) -> None:
@@ -80,3 +81,21 @@ def test_confused_pairs_come_from_the_best_evaluated_model(runs: Path) -> None:
     assert "best evaluated CIFAR-10 model** (smallcnn, `bn-1`): cat taken for dog 120 times" in text
     assert "has no evaluation" not in text
     assert "airbench94 94.00% (+36.0 points; `defaults`, 1 run), smallcnn 81.00%" in text
+
+
+@pytest.mark.real_data
+@needs("cifar10")
+def test_archived_cifar10_weights_reproduce_the_recorded_test_accuracy(tmp_path: Path, monkeypatch) -> None:
+    archived = REPO / "docs" / "runs" / "smallcnn-cifar10-seed0"
+    monkeypatch.setenv("CNNLAB_DATA", str(DATA_ROOT))
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "eval"
+    run_entry(
+        "evaluate",
+        [f"ckpt_path={archived / 'model.ckpt'}", f"output_dir={out}", "tensorboard=false"],
+        monkeypatch,
+    )
+    evaluated = json.loads((out / "eval_metrics.json").read_text())
+    recorded = json.loads((archived / "metrics.json").read_text())
+    assert evaluated["images"] == 10_000
+    assert evaluated["accuracy"] == pytest.approx(recorded["test_acc"], abs=1e-6)
