@@ -86,7 +86,7 @@ def resolve_precision(trainer_cfg: DictConfig) -> str | int:
         # not the default: an fp32 run's recorded accuracy must reproduce when it is evaluated again
         log.info(
             "trainer.precision=auto chose 32-true; this CPU has AMX, where trainer.precision=bf16-mixed "
-            "trains convolutions about 2.7x faster (docs/performance.md)"
+            "trains convolutions about 3x faster (docs/performance.md)"
         )
     return "32-true"
 
