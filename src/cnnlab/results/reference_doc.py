@@ -30,7 +30,8 @@ Every run below was trained on the machine its `device` column names ({devices})
 upper bounds, since other work shared the machine. A row is one configuration; `runs` counts its seeds,
 and each figure is the mean ± sample standard deviation over them. Test figures are on the full
 official test set, from the checkpoint chosen on validation accuracy (images held out of the
-training files).
+training files), or from the last one where a preset trains on all training images without
+validation (speedrun94: its val acc is n/a). TTA top-1 is the preset's test-time augmentation.
 """
 
 
