@@ -82,18 +82,22 @@ def resolve_precision(trainer_cfg: DictConfig) -> str | int:
     gpu_allowed = trainer_cfg.get("accelerator", "auto") in ("auto", "gpu", "cuda")
     if gpu_allowed and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
         return "bf16-mixed"
-    if _cpu_has_amx():
-        # not the default: an fp32 run's recorded accuracy must reproduce when it is evaluated again
+    return "32-true"
+
+
+def suggest_bf16_on_amx(trainer_cfg: DictConfig) -> None:
+    """Log that bf16 autocast would be much faster where ``auto`` chose fp32 on a CPU with AMX.
+
+    Not the default there: an fp32 run's recorded accuracy must reproduce when it is evaluated again.
+    """
+    if trainer_cfg.get("precision") != "auto" or resolve_precision(trainer_cfg) != "32-true":
+        return
+    is_supported = getattr(torch.cpu, "_is_amx_tile_supported", None)  # private API, absent in some builds
+    if is_supported and is_supported():
         log.info(
             "trainer.precision=auto chose 32-true; this CPU has AMX, where trainer.precision=bf16-mixed "
             "trains convolutions about 3x faster (docs/performance.md)"
         )
-    return "32-true"
-
-
-def _cpu_has_amx() -> bool:
-    is_supported = getattr(torch.cpu, "_is_amx_tile_supported", None)  # private API, absent in some builds
-    return bool(is_supported and is_supported())
 
 
 def compile_network(net: nn.Module) -> None:
@@ -303,6 +307,7 @@ def fit_network(
     trainer = build_trainer(cfg.trainer, callbacks, loggers)
 
     log.info(config_line(cfg, datamodule, trainer))
+    suggest_bf16_on_amx(cfg.trainer)
     fit_start = time.perf_counter()
     if cfg.get("ckpt_path"):  # resuming: set by resume.prepare_resume
         resume.check_checkpoint_fits(Path(cfg.ckpt_path), module)
