@@ -27,7 +27,8 @@ from cnnlab.data import ImageDataModule
 from cnnlab.errors import ConfigError
 from cnnlab.models.build import instantiate_model
 from cnnlab.runs.record import device_name, write_json_atomic
-from cnnlab.training.fit import build_module, quiet_library_noise, resolve_precision
+from cnnlab.training.fit import build_module, quiet_library_noise
+from cnnlab.training.precision import resolve_precision
 
 log = logging.getLogger(__name__)
 

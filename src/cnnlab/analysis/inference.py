@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from cnnlab.errors import ConfigError
+from cnnlab.training.precision import auto_precision
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -38,9 +39,7 @@ def trained_precision(trainer_config: Mapping[str, Any], device: torch.device) -
     """The precision a run's test loop used on ``device`` (``auto``: bf16 on a bf16 GPU), so that
     evaluating its checkpoint again reproduces the recorded test figures."""
     precision = str(trainer_config.get("precision", "32-true"))
-    if precision != "auto":
-        return precision
-    return "bf16-mixed" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "32-true"
+    return auto_precision(device.type == "cuda") if precision == "auto" else precision
 
 
 def normalized_batches(

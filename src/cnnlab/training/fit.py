@@ -37,6 +37,7 @@ from cnnlab.runs.record import (
 from cnnlab.training.detection import DetectionModule
 from cnnlab.training.lr_finder import find_learning_rate
 from cnnlab.training.module import ClassifierModule, TrainingModule
+from cnnlab.training.precision import resolve_precision
 from cnnlab.training.segmentation import SegmentationModule
 
 log = logging.getLogger(__name__)
@@ -72,17 +73,6 @@ def _without_validation(cfg: DictConfig) -> None:
                 cfg.callbacks.model_checkpoint.monitor = None
                 cfg.callbacks.model_checkpoint.save_top_k = 1
         cfg.trainer.limit_val_batches = 0
-
-
-def resolve_precision(trainer_cfg: DictConfig) -> str | int:
-    """``trainer.precision=auto``: bf16 autocast on a GPU that supports it, else full fp32."""
-    precision = trainer_cfg.get("precision", "32-true")
-    if precision != "auto":
-        return precision
-    gpu_allowed = trainer_cfg.get("accelerator", "auto") in ("auto", "gpu", "cuda")
-    if gpu_allowed and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
-        return "bf16-mixed"
-    return "32-true"
 
 
 def suggest_bf16_on_amx(trainer_cfg: DictConfig) -> None:
