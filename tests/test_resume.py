@@ -169,7 +169,7 @@ def test_sigterm_mid_epoch_on_the_dataloader_path_with_workers_resumes_exactly(
     result = preempted_run(run_dir, tiny_data, loader, "SIGTERM")
     assert result.returncode == 128 + signal.SIGTERM, result.stderr[-3000:]
     # the notice came before epoch 1's batch 2: that batch is finished, then the checkpoint is saved
-    assert "preempted by SIGTERM at epoch 1, step 8: saved checkpoints/last.ckpt" in result.stdout
+    assert "preempted by SIGTERM in epoch 2, after step 8: saved checkpoints/last.ckpt" in result.stdout
     record = read_run_record(run_dir)
     assert record["status"] == "preempted" and record["signal"] == "SIGTERM" and record["global_step"] == 8
     saved = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)

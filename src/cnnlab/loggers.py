@@ -1,17 +1,33 @@
 """Lightning's loggers, adapted: the CSV logger continues ``metrics.csv`` on resume instead of deleting
-it; the TensorBoard logger keeps one event file per process."""
+it; the TensorBoard logger keeps one event file per process and writes HParams entries whose default
+view shows what a sweep varies."""
 
 from __future__ import annotations
 
 import csv
 import os
 import tempfile
+from argparse import Namespace
+from collections.abc import Collection, Mapping
+from pathlib import Path
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
 from lightning.fabric.loggers.logger import rank_zero_experiment
+from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.loggers import CSVLogger as LightningCSVLogger
 from lightning.pytorch.loggers import TensorBoardLogger as LightningTensorBoardLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from omegaconf import OmegaConf
+from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
+from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
+
+from cnnlab.runs.record import HPARAM_SETTINGS
+
+# the HParams column an override's key shows under, where it is not the key itself
+_COLUMN_OF_SETTING = {key: column for column, key in HPARAM_SETTINGS.items()}
 
 
 class CSVLogger(LightningCSVLogger):
@@ -64,6 +80,28 @@ class TensorBoardLogger(LightningTensorBoardLogger):
     flushes there; the run closes the writer when it is done (``close``).
     """
 
+    @rank_zero_only
+    def log_hyperparams(
+        self,
+        params: dict[str, Any] | Namespace,
+        metrics: dict[str, Any] | None = None,
+        step: int | None = None,
+    ) -> None:
+        """With ``metrics``: one HParams entry whose columns mark what this run's sweep varies.
+
+        Without (Lightning's call with the module's hyperparameters) they are only kept for
+        hparams.yaml, as Lightning's logger does with ``default_hp_metric=False``.
+        """
+        if not metrics:
+            super().log_hyperparams(params, metrics, step)
+            return
+        params = vars(params) if isinstance(params, Namespace) else dict(params)
+        self.hparams.update(params)
+        self.log_metrics(metrics, step)
+        file_writer = self.experiment._get_file_writer()
+        for summary in hparams_summaries(params, metrics, swept_hparams(Path(self.save_dir))):
+            file_writer.add_summary(summary, step)
+
     def finalize(self, status: str) -> None:
         if self._experiment is not None:
             self.experiment.flush()
@@ -73,3 +111,102 @@ class TensorBoardLogger(LightningTensorBoardLogger):
     def close(self) -> None:
         if self._experiment is not None:
             self.experiment.close()
+
+
+def hparams_summaries(
+    values: Mapping[str, Any], metrics: Mapping[str, float], swept: Collection[str] = ()
+) -> list[Summary]:
+    """One run's HParams entry: the experiment (its columns), the session's values, the session's end.
+
+    TensorBoard's HParams tab shows five hparam columns by default: those whose ``differs`` is set
+    first, then by name (its backend sorts them so; the order written here is not kept). The columns in
+    ``swept`` (what the run's sweep varies) are marked, and listed first, so that the default view
+    compares the runs instead of showing five settings they share. Values of another type than bool,
+    int, float or str are written as strings; None as "none".
+    """
+    session = plugin_data_pb2.SessionStartInfo()
+    infos = []
+    for name in sorted(values, key=lambda name: name not in swept):  # stable: the given order otherwise
+        value = _hparam_value(values[name])
+        if isinstance(value, bool):  # before int: a bool is an int, and the tab would show 0 / 1
+            session.hparams[name].bool_value = value
+            data_type = api_pb2.DATA_TYPE_BOOL
+        elif isinstance(value, (int, float)):
+            session.hparams[name].number_value = value
+            data_type = api_pb2.DATA_TYPE_FLOAT64
+        else:
+            session.hparams[name].string_value = value
+            data_type = api_pb2.DATA_TYPE_STRING
+        infos.append(api_pb2.HParamInfo(name=name, type=data_type, differs=name in swept))
+    experiment = api_pb2.Experiment(
+        hparam_infos=infos,
+        metric_infos=[api_pb2.MetricInfo(name=api_pb2.MetricName(tag=tag)) for tag in metrics],
+    )
+    start = plugin_data_pb2.HParamsPluginData(session_start_info=session)
+    end = plugin_data_pb2.HParamsPluginData(
+        session_end_info=plugin_data_pb2.SessionEndInfo(status=api_pb2.STATUS_SUCCESS)
+    )
+    return [
+        _hparams_summary(metadata.EXPERIMENT_TAG, plugin_data_pb2.HParamsPluginData(experiment=experiment)),
+        _hparams_summary(metadata.SESSION_START_INFO_TAG, start),
+        _hparams_summary(metadata.SESSION_END_INFO_TAG, end),
+    ]
+
+
+def swept_hparams(run_dir: Path | None = None) -> set[str]:
+    """The HParams columns that the sweep of the run in ``run_dir`` varies; empty for a single run.
+
+    Read from what Hydra saved: the job's ``.hydra/hydra.yaml`` (its mode and the sweeper's ``params``,
+    where presets and searches put their sweeps) and the sweep's ``multirun.yaml`` (the command line,
+    e.g. ``model=smallcnn,mlp``; a job's own overrides hold only its value). Without a saved config, the
+    running Hydra job's. Settings show under their column's name (``trainer.max_epochs``: ``epochs``).
+    """
+    saved = Path(run_dir) / ".hydra" / "hydra.yaml" if run_dir is not None else None
+    if saved is not None and saved.is_file():
+        hydra, job_dir = OmegaConf.load(saved).hydra, Path(run_dir)
+    elif HydraConfig.initialized():
+        hydra = HydraConfig.get()
+        job_dir = Path(hydra.runtime.output_dir)
+    else:
+        return set()
+    if not str(hydra.get("mode")).endswith("MULTIRUN"):  # "MULTIRUN" saved, RunMode.MULTIRUN live
+        return set()
+    params = OmegaConf.to_container(hydra.sweeper, resolve=False).get("params") or {}
+    candidates = [f"{key}={value}" for key, value in params.items()]
+    sweep_record = _sweep_record(job_dir)
+    if sweep_record is not None:
+        task = OmegaConf.load(sweep_record).hydra.overrides.task
+        candidates += OmegaConf.to_container(task, resolve=False)
+    parser = OverridesParser.create()
+    swept = set()
+    for candidate in candidates:
+        try:
+            (override,) = parser.parse_overrides([str(candidate)])
+        except HydraException:  # not ours to judge: Hydra reported it when the sweep started
+            continue
+        if override.is_sweep_override():
+            swept.add(_COLUMN_OF_SETTING.get(override.key_or_group, override.key_or_group))
+    return swept
+
+
+def _sweep_record(job_dir: Path) -> Path | None:
+    """The sweep's ``multirun.yaml``, in the sweep directory: the job folder's parent (or above it, for
+    a ``hydra.sweep.subdir`` of several levels)."""
+    for folder in list(job_dir.parents)[:3]:
+        if (folder / "multirun.yaml").is_file():
+            return folder / "multirun.yaml"
+    return None
+
+
+def _hparam_value(value: Any) -> bool | int | float | str:
+    if value is None:
+        return "none"
+    return value if isinstance(value, (bool, int, float, str)) else str(value)
+
+
+def _hparams_summary(tag: str, content: plugin_data_pb2.HParamsPluginData) -> Summary:
+    content.version = metadata.PLUGIN_DATA_VERSION
+    plugin_data = SummaryMetadata.PluginData(
+        plugin_name=metadata.PLUGIN_NAME, content=content.SerializeToString()
+    )
+    return Summary(value=[Summary.Value(tag=tag, metadata=SummaryMetadata(plugin_data=plugin_data))])

@@ -112,7 +112,7 @@ def record_preemption(
         "status": "preempted",
         "signal": stop.signal_name,
         "preempted_at": timestamp(datetime.now(timezone.utc)),
-        "epoch": stop.epoch,
+        "epoch": stop.epoch + 1,  # counted from 1, as everywhere a person reads it
         "global_step": stop.step,
         "checkpoint": os.path.relpath(stop.checkpoint, output_dir),
         "resumed_from": os.path.relpath(resumed_from, output_dir) if resumed_from else None,
@@ -127,7 +127,9 @@ def record_preemption(
         if record["requeued_slurm_job"]
         else "continue it"
     )
+    # in the words of the resume line that continues it: "in epoch 2, after step 152"
+    where = resume.training_position(record["epoch"], stop.step, mid_epoch=True)
     print(
-        f"preempted by {stop.signal_name} at epoch {stop.epoch}, step {stop.step}: "
-        f"saved {record['checkpoint']}; {then} with python -m train resume={output_dir}"
+        f"preempted by {stop.signal_name} {where}: saved {record['checkpoint']}; "
+        f"{then} with python -m train resume={output_dir}"
     )

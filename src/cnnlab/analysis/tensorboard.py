@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 from torch.utils.tensorboard import SummaryWriter
-from torch.utils.tensorboard.summary import hparams
+
+from cnnlab.loggers import hparams_summaries, swept_hparams
 
 
 def log_evaluation(
@@ -22,7 +23,8 @@ def log_evaluation(
 
     ``log_dir``: the run's log folder, or the run's open writer (no second event file). Written into
     the run's own log, so the HParams table shows one row per run: this entry replaces the one
-    training wrote and carries its test metrics along.
+    training wrote and carries its test metrics along. Its columns mark what the run's sweep varies,
+    as training's do (``swept_hparams``, from the run folder above ``log_dir``).
     """
     writer = log_dir if isinstance(log_dir, SummaryWriter) else SummaryWriter(log_dir=str(log_dir))
     try:
@@ -32,7 +34,8 @@ def log_evaluation(
             writer.add_image(tag, pixels, global_step=step, dataformats="HWC")
         # what SummaryWriter.add_hparams does, minus the extra writer (and event file) it opens
         file_writer = writer._get_file_writer()
-        for summary in hparams(_scalars(hparam_values), metrics):
+        swept = swept_hparams(Path(writer.log_dir).parent)
+        for summary in hparams_summaries(hparam_values, metrics, swept):
             file_writer.add_summary(summary, step)
         for tag, value in metrics.items():
             writer.add_scalar(tag, value, step)
@@ -40,11 +43,3 @@ def log_evaluation(
     finally:
         if writer is not log_dir:
             writer.close()
-
-
-def _scalars(values: dict[str, Any]) -> dict[str, Any]:
-    """HParams takes bool / int / float / str only."""
-    return {
-        key: value if isinstance(value, (bool, int, float, str)) else str(value)
-        for key, value in values.items()
-    }

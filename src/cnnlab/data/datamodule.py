@@ -285,7 +285,10 @@ class ImageDataModule(L.LightningDataModule):
             # set here: on resume Lightning starts the loader (and its workers prefetch) before set_epoch
             sampler.set_epoch(state["epoch"])
             sampler.resume_at(state["epoch"], state["images"])
-            log.info("data.loader=torch: epoch %d continues after image %d", state["epoch"], state["images"])
+            # epochs counted from 1, as in the resume line ("in epoch 2, after step 152")
+            log.info(
+                "data.loader=torch: epoch %d continues after %d images", state["epoch"] + 1, state["images"]
+            )
         self._train_sampler = sampler
         return sampler
 
@@ -313,8 +316,9 @@ class ImageDataModule(L.LightningDataModule):
             if self._train_batches_state is not None:
                 loader.load_state_dict(self._train_batches_state)
                 log.info(
-                    "data.loader=tensor: the training stream continues at pass %d, batch %d",
-                    self._train_batches_state["passes"],
+                    # passes counted from 1, as epochs are in the resume line
+                    "data.loader=tensor: the training stream continues in pass %d after %d batches",
+                    self._train_batches_state["passes"] + 1,
                     self._train_batches_state["served"],
                 )
                 self._train_batches_state = None

@@ -164,8 +164,7 @@ def prepare_resume(cfg: DictConfig, run_dir: Path) -> Path | None:
         state = load_training_checkpoint(checkpoint)
         step = int(state["global_step"])
         _warn_config_drift(state.get("cnnlab_config"), cfg)
-        # epochs count from 1, as in the checkpoint names: epoch_003.ckpt is "epoch 3"
-        log.info("resuming from %s (epoch %d, step %d)", checkpoint, int(state.get("epoch", -1)) + 1, step)
+        log.info("resuming from %s %s", checkpoint, checkpoint_position(state))
     with open_dict(cfg):
         cfg.ckpt_path = str(checkpoint) if checkpoint is not None else None
         for logger in (cfg.get("logger") or {}).values():
@@ -175,6 +174,32 @@ def prepare_resume(cfg: DictConfig, run_dir: Path) -> Path | None:
             elif target == "cnnlab.loggers.CSVLogger":
                 logger.resume_step = step
     return checkpoint
+
+
+def training_position(epoch: int, step: int, mid_epoch: bool) -> str:
+    """Where training stopped, in the words of the preemption and resume lines: ``in epoch 2, after step
+    152`` (``epoch`` is the number counted from 1) or ``at the end of epoch 1, after step 76``.
+
+    Epochs count from 1 everywhere a person reads them, as in the checkpoint names (epoch_001.ckpt is
+    the model at the end of epoch 1); ``step`` is the global step, the optimizer steps taken so far.
+    """
+    where = f"in epoch {epoch}" if mid_epoch else f"at the end of epoch {epoch}"
+    return f"{where}, after step {step}"
+
+
+def checkpoint_position(state: dict[str, Any]) -> str:
+    """``training_position`` of a training checkpoint, read from its fit loop's epoch progress."""
+    progress = state.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {}).get("current", {})
+    started, finished = progress.get("started"), progress.get("processed")
+    step = int(state.get("global_step", 0))
+    if started is None or finished is None:  # not written by Lightning's fit loop
+        return f"after step {step}"
+    # an epoch started whose batches did not all run is a mid-epoch checkpoint (a step checkpoint, a
+    # preemption); Lightning's own "epoch" is the 0-based epoch, or the next one in a checkpoint saved at
+    # the end of training, so it is not used here
+    if started > finished:
+        return training_position(int(started), step, mid_epoch=True)
+    return training_position(int(finished), step, mid_epoch=False)
 
 
 def load_training_checkpoint(path: Path) -> dict[str, Any]:
