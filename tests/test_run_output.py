@@ -1,15 +1,14 @@
-"""What a run prints and keeps: git state in the record, the time-left line, checkpoints stored once."""
+"""What a run prints and keeps: git state in the record, checkpoints stored once (the time-left line:
+tests/test_progress.py)."""
 
 from __future__ import annotations
 
 import subprocess
 from pathlib import Path
-from types import SimpleNamespace
 
 import torch
 
 from cnnlab.analysis.checkpoints import load_trained_model
-from cnnlab.callbacks.remaining_time import RemainingTime, format_duration
 from cnnlab.runs.record import git_state
 
 MLP = ["model=mlp", "data=mnist", "trainer.max_epochs=2"]
@@ -31,21 +30,6 @@ def test_git_state_names_the_commit_and_whether_tracked_files_changed(tmp_path: 
     assert git_state(tmp_path) == {"git_commit": head.stdout.strip(), "git_dirty": False}
     (tmp_path / "code.py").write_text("x = 2\n")
     assert git_state(tmp_path)["git_dirty"] is True
-
-
-def test_remaining_time_is_logged_once_after_the_first_epoch(caplog, monkeypatch) -> None:
-    clock = iter([100.0, 152.0, 300.0])
-    monkeypatch.setattr("cnnlab.callbacks.remaining_time.time.perf_counter", lambda: next(clock))
-    callback = RemainingTime()
-    trainer = SimpleNamespace(current_epoch=0, max_epochs=40, sanity_checking=False)
-    caplog.set_level("INFO", logger="cnnlab.callbacks.remaining_time")
-    callback.on_train_epoch_start(trainer, None)
-    callback.on_train_epoch_end(trainer, None)
-    trainer.current_epoch = 1
-    callback.on_train_epoch_start(trainer, None)
-    callback.on_train_epoch_end(trainer, None)
-    assert [r.getMessage() for r in caplog.records] == ["epoch 1/40 took 52 s: about 34 min left"]
-    assert (format_duration(30), format_duration(7.5 * 3600)) == ("30 s", "7.5 h")
 
 
 def test_last_checkpoint_links_to_the_best_when_they_hold_the_same_weights(train_run, recwarn) -> None:
