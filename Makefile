@@ -10,7 +10,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
-	$(PY) -m pip install -e ".[dev,sweep]"
+	$(PY) -m pip install -e ".[dev,sweep,export]"
 	touch $(STAMP)
 
 # With a CUDA GPU: the full recipe. Without one: the quickstart preset (measured: 9 min 34 s on an idle

@@ -1,0 +1,50 @@
+"""`python -m export ckpt_path=<path> format=onnx|torchscript out=<file>`: a classifier as one
+self-describing, checked file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+# conf/ beside src/ (editable install); absolute so Hydra finds it however this module is imported
+CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="export")
+def run(cfg: DictConfig) -> None:
+    from cnnlab.analysis.export import check_request, export_checkpoint
+    from cnnlab.baselines.trained import classical_run
+    from cnnlab.errors import CheckpointError, exit_on_user_error
+    from cnnlab.runs.record import resolve_checkpoint_path
+
+    with exit_on_user_error():
+        check_request(cfg.format, cfg.out, cfg.overwrite, str(cfg.precision))
+        if classical_run(cfg.ckpt_path) is not None:
+            raise CheckpointError(
+                f"{cfg.ckpt_path} is a HOG + linear SVM run, not a network, so it has no ONNX or "
+                "TorchScript form; use it with python -m predict / evaluate, or export a network run"
+            )
+        resolve_checkpoint_path(cfg.ckpt_path)  # a wrong path stops here, before the model is built
+        export_checkpoint(
+            cfg.ckpt_path,
+            cfg.format,
+            cfg.out,
+            overwrite=cfg.overwrite,
+            precision=str(cfg.precision),
+            data_root=cfg.data.root,
+            check_images=cfg.check_images,
+            tolerance=cfg.tolerance,
+        )
+
+
+def main() -> None:
+    from cnnlab.errors import hydra_errors_in_one_line
+
+    with hydra_errors_in_one_line(CONFIG_DIR, "export"):
+        run()
+
+
+if __name__ == "__main__":
+    main()
