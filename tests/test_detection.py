@@ -6,7 +6,14 @@ import pytest
 import torch
 from torchmetrics.detection import MeanAveragePrecision
 
-from cnnlab.analysis.detection import image_recall, precision_at_50
+from cnnlab.analysis.detection import (
+    CORRECT_COLOUR,
+    WRONG_COLOUR,
+    correct_detections,
+    detections_figure,
+    image_recall,
+    precision_at_50,
+)
 from cnnlab.errors import ConfigError
 from cnnlab.models.backbone import Backbone
 from cnnlab.models.detector import Detector, assign_targets, cell_centres, decode_boxes, encode_boxes
@@ -105,3 +112,52 @@ def test_backbone_refuses_a_classifier_of_other_channels_or_architecture() -> No
     grey = SmallCNN(in_channels=1, num_classes=10)
     backbone.load_classifier_stages(grey.state_dict(), "grey.ckpt", 1)
     assert torch.equal(backbone.stages[0][0][0].weight, grey.stages[0][0][0].weight)
+
+
+def test_detection_labels_are_large_white_on_the_colour_of_right_or_wrong() -> None:
+    """evaluate's detections.png / worst.png: a detection matching a true box is blue, one that does not
+    (here the right box with the wrong class, and one scoring under 0.5 not drawn) red."""
+    from matplotlib.colors import to_rgba
+
+    canvas = torch.zeros(1, 1, 64, 64, dtype=torch.uint8)
+    target = {
+        "boxes": torch.tensor([[10.0, 20.0, 30.0, 40.0], [40.0, 0.0, 60.0, 20.0]]),
+        "labels": torch.tensor([3, 7]),
+    }
+    detection = {
+        "boxes": torch.tensor([[10.0, 21.0, 30.0, 40.0], [40.0, 0.0, 60.0, 20.0], [0.0, 50.0, 9.0, 60.0]]),
+        "labels": torch.tensor([3, 1, 5]),
+        "scores": torch.tensor([0.9, 0.8, 0.3]),
+    }
+    assert correct_detections(detection, target) == [True, False, False]
+    figure = detections_figure(canvas, [detection], [target], [str(c) for c in range(10)], ["#0"], "caption")
+    texts = {text.get_text(): text for text in figure.axes[0].texts}
+    assert set(texts) == {"3 0.90", "1 0.80"}
+    for text, colour in ((texts["3 0.90"], CORRECT_COLOUR), (texts["1 0.80"], WRONG_COLOUR)):
+        assert text.get_fontsize() >= 10 and text.get_fontweight() == "bold"  # was 7, normal
+        assert to_rgba(text.get_color()) == to_rgba("white")
+        assert text.get_bbox_patch().get_facecolor()[:3] == pytest.approx(to_rgba(colour)[:3])
+    # above a box with room over it; inside one that touches the canvas's top edge
+    assert texts["3 0.90"].get_va() == "bottom" and texts["1 0.80"].get_va() == "top"
+
+
+def test_predicts_box_labels_are_filled_patches_of_the_class_colour(tmp_path) -> None:
+    """predict's annotated image: labels were the default 11-pixel font in red on the black canvas."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from cnnlab.analysis.dense_prediction import annotate
+    from cnnlab.analysis.segmentation import mask_colours
+
+    model = SimpleNamespace(class_names=[str(c) for c in range(10)])
+    canvas = torch.zeros(1, 64, 64, dtype=torch.uint8)  # drawn 6x larger: 384 pixels
+    drawn = np.asarray(annotate(model, canvas, {"boxes": [("3", 0.9, (10.0, 30.0, 40.0, 60.0))]}))
+    assert drawn.shape == (384, 384, 3)
+    colour = np.array([round(255 * c) for c in mask_colours(10).colors[4]])  # class 3's
+    filled = (drawn == colour).all(axis=-1)
+    label_rows = np.where(filled[: 30 * 6, 60:120].any(axis=1))[0]  # above the box's top edge (180)
+    assert len(label_rows) >= 16 and label_rows.max() == 179  # a patch of a 16-pixel font, on the box
+    patch = drawn[label_rows.min() : 180, 60:120]
+    assert (patch > 200).all(axis=-1).sum() > 30  # white text: the class colour is dark
+    assert filled[180:361, 60].all()  # the box's left edge in the class colour

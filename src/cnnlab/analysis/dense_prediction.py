@@ -1,5 +1,6 @@
 """Detection and segmentation of image files of any size: run at the model's canvas size, report in
-the file's own pixels, and draw the result (torchvision's box and mask drawing)."""
+the file's own pixels, and draw the result (boxes with labels legible on any background; torchvision's
+mask drawing)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 from torchvision.transforms.v2 import functional as F
-from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
+from torchvision.utils import draw_segmentation_masks
 
 from cnnlab.analysis.detection import run_detector
 from cnnlab.analysis.segmentation import mask_colours, run_segmenter
 
 DRAWN_SIZE = 384  # small images are enlarged (nearest) before drawing, so the labels stay readable
+LABEL_HEIGHT = 1 / 24  # a box label's font size, of the drawn image's longer side (16 px at 384)
 
 
 def _to_canvas(model: Any, originals: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -88,16 +90,46 @@ def annotate(model: Any, original: torch.Tensor, prediction: dict[str, Any]) -> 
     image = original.expand(3, -1, -1) if original.shape[0] == 1 else original
     image = F.resize(image, [height * factor, width * factor], F.InterpolationMode.NEAREST)
     if "boxes" in prediction:
-        if prediction["boxes"]:
-            boxes = torch.tensor([box for _, _, box in prediction["boxes"]]) * factor
-            labels = [f"{name} {score:.2f}" for name, score, _ in prediction["boxes"]]
-            image = draw_bounding_boxes(image, boxes, labels, colors="red", width=2)
-    else:
-        mask = F.resize(
-            prediction["mask"][None], [height * factor, width * factor], F.InterpolationMode.NEAREST
-        )[0]
-        classes = len(model.class_names)
-        colours = [tuple(int(255 * c) for c in rgb) for rgb in mask_colours(classes).colors[1:]]
-        present = torch.stack([mask == c + 1 for c in range(classes)])
-        image = draw_segmentation_masks(image, present, alpha=0.6, colors=colours)
+        names = list(model.class_names)
+        palette = mask_colours(len(names)).colors[1:]  # the class colours of the segmentation figures
+        boxes = [
+            (tuple(v * factor for v in box), f"{name} {score:.2f}", palette[names.index(name) % len(palette)])
+            for name, score, box in prediction["boxes"]
+        ]
+        return draw_labelled_boxes(F.to_pil_image(image), boxes)
+    drawn_size = [height * factor, width * factor]
+    mask = F.resize(prediction["mask"][None], drawn_size, F.InterpolationMode.NEAREST)[0]
+    classes = len(model.class_names)
+    colours = [tuple(int(255 * c) for c in rgb) for rgb in mask_colours(classes).colors[1:]]
+    present = torch.stack([mask == c + 1 for c in range(classes)])
+    image = draw_segmentation_masks(image, present, alpha=0.6, colors=colours)
     return F.to_pil_image(image)
+
+
+def draw_labelled_boxes(
+    image: Image.Image, boxes: Sequence[tuple[Sequence[float], str, Sequence[float]]]
+) -> Image.Image:
+    """Each (box x1, y1, x2, y2 in pixels, label, RGB colour in [0, 1]) drawn on ``image`` (RGB): the box
+    outlined in its colour, its label above it (inside it at the image's top edge) in black or white,
+    whichever contrasts, on a filled patch of the same colour."""
+    draw = ImageDraw.Draw(image)
+    size = max(image.size)
+    font = ImageFont.load_default(size=max(12, round(size * LABEL_HEIGHT)))
+    line, pad = max(2, size // 192), max(2, size // 128)
+    for box, label, colour in boxes:
+        fill = tuple(round(255 * c) for c in colour[:3])
+        x1, y1, x2, y2 = (round(v) for v in box)
+        draw.rectangle((x1, y1, x2, y2), outline=fill, width=line)
+        left, top, right, bottom = draw.textbbox((0, 0), label, font=font)
+        width, height = right - left + 2 * pad, bottom - top + 2 * pad
+        y = y1 - height if y1 >= height else y1
+        x = min(x1, image.width - width)  # kept inside on the right
+        draw.rectangle((x, y, x + width, y + height), fill=fill)
+        text = (0, 0, 0) if _luminance(fill) > 140 else (255, 255, 255)
+        draw.text((x + pad - left, y + pad - top), label, fill=text, font=font)
+    return image
+
+
+def _luminance(rgb: Sequence[int]) -> float:
+    red, green, blue = rgb
+    return 0.299 * red + 0.587 * green + 0.114 * blue

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from torch import nn
@@ -24,7 +25,10 @@ from cnnlab.training.detection import detection_targets
 SHOWN = 12  # canvases in detections.png and worst.png
 DISPLAY_SCORE = 0.5  # boxes drawn and counted for per-image recall score at least this
 MATCH_IOU = 0.5
-PREDICTED_COLOUR, TRUE_COLOUR = "#ff3b30", "#34c759"
+TRUE_COLOUR = "#34c759"  # green: the true boxes, dashed
+CORRECT_COLOUR, WRONG_COLOUR = "#0a84ff", "#ff3b30"  # blue: a detection matching a true box; red: not
+LABEL_FONT_SIZE = 10  # points: legible on a 3-inch canvas (7 was not)
+LABEL_ROOM = 0.12  # of the canvas height: a box starting lower has its label above it
 
 
 @torch.inference_mode()
@@ -45,17 +49,33 @@ def image_recall(detection: dict[str, torch.Tensor], target: dict[str, torch.Ten
     by the detections scoring at least DISPLAY_SCORE; 1 for an image without objects."""
     if len(target["boxes"]) == 0:
         return 1.0
-    confident = detection["scores"] >= DISPLAY_SCORE
-    boxes, labels = detection["boxes"][confident], detection["labels"][confident]
-    order = detection["scores"][confident].argsort(descending=True)
-    overlaps = box_iou(boxes[order], target["boxes"]) if len(boxes) else torch.zeros(0, len(target["boxes"]))
-    same_class = labels[order][:, None] == target["labels"][None, :]
+    return float(_match(detection, target)[1].float().mean())
+
+
+def correct_detections(detection: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> list[bool]:
+    """Per detection: whether it matches a true box (as ``image_recall`` counts them); False below
+    DISPLAY_SCORE."""
+    return _match(detection, target)[0].tolist()
+
+
+def _match(
+    detection: dict[str, torch.Tensor], target: dict[str, torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Greedy matching, best score first, of the detections scoring >= DISPLAY_SCORE to the true boxes of
+    their class at IoU >= MATCH_IOU: (each detection matched, each true box matched)."""
+    confident = torch.where(detection["scores"] >= DISPLAY_SCORE)[0]
+    order = confident[detection["scores"][confident].argsort(descending=True)]
+    boxes, labels = detection["boxes"][order], detection["labels"][order]
+    overlaps = box_iou(boxes, target["boxes"]) if len(boxes) else torch.zeros(0, len(target["boxes"]))
+    same_class = labels[:, None] == target["labels"][None, :]
+    found = torch.zeros(len(detection["scores"]), dtype=torch.bool)
     matched = torch.zeros(len(target["boxes"]), dtype=torch.bool)
     for row in range(len(order)):
         candidates = torch.where(same_class[row] & ~matched, overlaps[row], torch.zeros_like(overlaps[row]))
         if len(candidates) and float(candidates.max()) >= MATCH_IOU:
             matched[candidates.argmax()] = True
-    return float(matched.float().mean())
+            found[order[row]] = True
+    return found, matched
 
 
 def plot_detections(
@@ -67,10 +87,23 @@ def plot_detections(
     path: Path,
     caption: str,
 ) -> Path:
-    """Canvases with the true boxes (green) and the detections scoring >= DISPLAY_SCORE (red, class score)."""
+    """Canvases with the true boxes (green, dashed) and the detections scoring >= DISPLAY_SCORE, blue
+    where they match a true box, red where they do not, labelled with class and score."""
+    return save(detections_figure(images, detections, targets, names, titles, caption), path)
+
+
+def detections_figure(
+    images: torch.Tensor,
+    detections: Sequence[dict[str, torch.Tensor]],
+    targets: Sequence[dict[str, torch.Tensor]],
+    names: Sequence[str],
+    titles: Sequence[str],
+    caption: str,
+) -> Figure:
+    """The figure ``plot_detections`` saves."""
     columns = min(4, max(1, len(images)))
     rows = max(1, -(-len(images) // columns))
-    figure = Figure(figsize=(3 * columns, 3.2 * rows + 0.4), layout="constrained")
+    figure = Figure(figsize=(3.2 * columns, 3.4 * rows + 0.5), layout="constrained")
     axes = np.atleast_1d(figure.subplots(rows, columns)).ravel()
     for ax in axes:
         ax.set_axis_off()
@@ -78,34 +111,45 @@ def plot_detections(
         show_image(ax, image.float() / 255)
         for box in target["boxes"].tolist():
             ax.add_patch(_rectangle(box, TRUE_COLOUR, "--"))
-        for box, score, label in zip(
+        for box, score, label, correct in zip(
             detection["boxes"].tolist(),
             detection["scores"].tolist(),
             detection["labels"].tolist(),
+            correct_detections(detection, target),
             strict=True,
         ):
             if score < DISPLAY_SCORE:
                 continue
-            ax.add_patch(_rectangle(box, PREDICTED_COLOUR, "-"))
-            ax.text(
-                box[0],
-                box[1],
-                f"{names[label]} {score:.2f}",
-                color="white",
-                fontsize=7,
-                va="bottom",
-                bbox={"facecolor": PREDICTED_COLOUR, "pad": 1, "linewidth": 0, "alpha": 0.8},
-            )
-        ax.set_title(title, fontsize=8)
-    figure.suptitle(caption, fontsize=9)
-    return save(figure, path)
+            colour = CORRECT_COLOUR if correct else WRONG_COLOUR
+            ax.add_patch(_rectangle(box, colour, "-"))
+            _label(ax, box, f"{names[label]} {score:.2f}", colour, image.shape[-2])
+        ax.set_title(title, fontsize=10)
+    figure.suptitle(caption, fontsize=11)
+    return figure
+
+
+def _label(ax: Axes, box: Sequence[float], text: str, colour: str, height: int) -> None:
+    # white bold text on a filled box of the detection's colour, above the box's top-left corner; inside
+    # it when the box touches the canvas's top edge, where the label would cover the title
+    above = box[1] >= LABEL_ROOM * height
+    ax.text(
+        box[0] - 0.5,
+        box[1] - 0.5 if above else box[1] + 0.5,
+        text,
+        color="white",
+        fontsize=LABEL_FONT_SIZE,
+        fontweight="bold",
+        va="bottom" if above else "top",
+        bbox={"facecolor": colour, "edgecolor": colour, "pad": 1.5, "alpha": 0.9},
+        clip_on=True,
+    )
 
 
 def _rectangle(box: Sequence[float], colour: str, style: str) -> Rectangle:
     # boxes are pixel edges; imshow centres pixel i at i, so its left edge is at i - 0.5
     x1, y1, x2, y2 = box
     return Rectangle(
-        (x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1, fill=False, edgecolor=colour, linestyle=style, linewidth=1.2
+        (x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1, fill=False, edgecolor=colour, linestyle=style, linewidth=1.5
     )
 
 
@@ -175,7 +219,10 @@ def evaluate_detection(model: Any, out: Path, device: torch.device, batch_size: 
     def titles(indices: list[int]) -> list[str]:
         return [f"#{i}: recall {recalls[i]:.2f} of {len(targets[i]['labels'])}" for i in indices]
 
-    legend = f"green dashed: true boxes; red: detections with score >= {DISPLAY_SCORE}"
+    legend = (
+        f"green dashed: true boxes; detections scoring >= {DISPLAY_SCORE}: blue where they match one "
+        f"(same class, IoU >= {MATCH_IOU}), red where they do not"
+    )
     pictures = {
         "detections": plot_detections(
             canvases.images[shown],
