@@ -21,15 +21,19 @@ BEST_VALIDATION = ("best_val_acc", "best_val_map_50", "best_val_miou")
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def run(cfg: DictConfig) -> float | None:
     from cnnlab.errors import exit_on_user_error
-    from cnnlab.pipeline import train
-    from cnnlab.runs.distributed import ranks_join_this_job
+    from cnnlab.runs.preflight import check_before_imports
     from cnnlab.runs.sweeps import failure_recorded, sweep_goes_on
 
     # a failed run records its error in its directory; in a sweep the other jobs still run
-    with sweep_goes_on(), exit_on_user_error(), failure_recorded(cfg), ranks_join_this_job(cfg):
-        # the value a Hydra sweeper (e.g. Optuna) optimises: the task's best validation figure
-        record = train(cfg)
-        return next((record[key] for key in BEST_VALIDATION if record.get(key) is not None), None)
+    with sweep_goes_on(), exit_on_user_error(), failure_recorded(cfg):
+        check_before_imports(cfg)  # data root, learning rate, accelerator: before torch and Lightning load
+        from cnnlab.pipeline import train
+        from cnnlab.runs.distributed import ranks_join_this_job
+
+        with ranks_join_this_job(cfg):
+            # the value a Hydra sweeper (e.g. Optuna) optimises: the task's best validation figure
+            record = train(cfg)
+            return next((record[key] for key in BEST_VALIDATION if record.get(key) is not None), None)
     return float("nan")  # a failed sweep job: sweepers count NaN as a failed trial
 
 

@@ -12,11 +12,22 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-# pytest-xdist (`-n auto` in pyproject.toml) runs one worker per core: each worker, and every entry point
-# it starts as a subprocess, gets its share of the cores instead of all of them (set before torch loads)
+# The suite gives the same results whatever the caller's shell exports (all set before torch loads):
+# - pytest-xdist (`-n auto` in pyproject.toml) runs one worker per core: each worker, and every entry point
+#   it starts as a subprocess, gets its share of the cores instead of all of them; with one process
+#   (`-n 0`) torch picks its own thread count, as in a user's run
 _WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 if _WORKERS > 1:
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _WORKERS)))
+    os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // _WORKERS))
+else:
+    os.environ.pop("OMP_NUM_THREADS", None)
+# - HYDRA_FULL_ERROR=1 turns the one-line config errors the tests expect into tracebacks (tests that
+#   check it set it themselves)
+os.environ.pop("HYDRA_FULL_ERROR", None)
+# - the tests train on the CPU (their configs say trainer.accelerator=cpu; the GPU checks are
+#   `python -m bench suite=gpu`): no GPU is visible, so every test takes the same path on every machine
+#   and a GPU the caller hid or kept for other work is never touched
+os.environ["CUDA_VISIBLE_DEVICES"] = ""
 
 import pytest  # noqa: E402
 
@@ -37,6 +48,14 @@ TINY = [
     # the checkpoint analysis after training has its own tests (tests/test_evaluate.py)
     "evaluate=false",
 ]
+
+
+@pytest.fixture(autouse=True)
+def _no_data_root_from_the_caller(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default data root (``$CNNLAB_DATA``, else ./data) is the caller's: only the real-data tests,
+    which read the real datasets there, see it; the others name their data or expect none."""
+    if request.node.get_closest_marker("real_data") is None:
+        monkeypatch.delenv("CNNLAB_DATA", raising=False)
 
 
 @pytest.fixture(scope="session")

@@ -3,13 +3,14 @@ a non-zero exit, and nothing already written lost. Rows tested elsewhere name th
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 import torch
 
 from cnnlab.runs.record import read_run_record
-from tests.conftest import TINY, run_entry
+from tests.conftest import REPO, TINY, run_cli, run_entry
 
 FAST = ["model=mlp", "data=mnist", "evaluate=false"]
 
@@ -19,20 +20,37 @@ def last_error_line(capsys) -> str:
 
 
 @pytest.mark.parametrize(
-    ("group", "options"), [("data", "mnist"), ("optimizer", "adamw"), ("scheduler", "cosine")]
+    ("typed", "meant"),
+    [
+        ("model=smallCNN", "smallcnn"),
+        ("model=resnet50", "resnet34"),
+        ("optimizer=adamx", "adam"),
+        ("scheduler=cosin", "cosine"),
+        ("data=nope", None),
+    ],
 )
-def test_unknown_option_lists_the_available_ones(
-    group: str, options: str, tiny_data, monkeypatch, capsys
+def test_unknown_option_names_the_closest_one_and_lists_the_options(
+    typed: str, meant: str | None, tiny_data, monkeypatch, capsys
 ) -> None:
+    group, option = typed.split("=")
     with pytest.raises(SystemExit) as exit_info:
-        run_entry("train", [f"{group}=nope", f"data.root={tiny_data}"], monkeypatch)
-    assert exit_info.value.code != 0
-    err = capsys.readouterr().err
-    assert (
-        f"Could not find '{group}/nope'" in err
-        and f"Available options in '{group}'" in err
-        and options in err
-    )
+        run_entry("train", [typed, f"data.root={tiny_data}"], monkeypatch)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: there is no {group} option {option};"), err
+    if meant is None:
+        assert "did you mean" not in err[0] and "choose one of: cifar10, fashion_canvas," in err[0]
+    else:
+        assert f"did you mean {meant}? ({group}={meant}); the options: " in err[0]
+    assert "Config search path" not in err[0]
+
+
+def test_an_unknown_option_in_a_sweep_is_one_line_too(tiny_data, tmp_path, monkeypatch, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        sweep = [f"hydra.sweep.dir={tmp_path / 'sweep'}", "model=smallCNN,mlp"]
+        run_entry("train", ["--multirun", *sweep, f"data.root={tiny_data}", *TINY], monkeypatch)
+    assert exit_info.value.code == 2
+    assert "did you mean smallcnn? (model=smallcnn)" in last_error_line(capsys)
 
 
 def test_diverging_learning_rate_stops_with_the_last_good_checkpoint_kept(
@@ -113,12 +131,92 @@ def test_a_setting_that_is_not_a_number_is_one_line(train_run, tmp_path, capsys)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
-def test_gpu_trainer_without_a_gpu_is_one_line(train_run, capsys) -> None:
+@pytest.mark.parametrize(
+    "asked",
+    # trainer=gpu as a user types it (the tests' own trainer.accelerator=cpu undone), and the two names
+    [("trainer=gpu", "trainer.accelerator=gpu"), ("trainer.accelerator=gpu",), ("trainer.accelerator=cuda",)],
+)
+def test_gpu_trainer_without_a_gpu_is_one_line(asked: tuple[str, ...], train_run, capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        train_run(*FAST, "trainer=gpu", "trainer.accelerator=gpu")
+        train_run(*FAST, *asked)
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "has no usable GPU" in err[0] and "use trainer=cpu" in err[0], err
+    accelerator = asked[-1].split("=")[1]
+    assert err == [
+        f"error: trainer.accelerator={accelerator} but this machine has no usable GPU; use trainer=cpu, "
+        "or trainer.accelerator=auto (a GPU if there is one)"
+    ]
+
+
+def test_an_accelerator_lightning_rejects_later_gets_the_same_message() -> None:
+    from lightning.pytorch.accelerators import AcceleratorRegistry
+    from omegaconf import OmegaConf
+
+    from cnnlab.errors import ConfigError
+    from cnnlab.runs.preflight import ACCELERATORS
+    from cnnlab.training.fit import build_trainer
+
+    # the early check knows the names Lightning knows
+    assert set(ACCELERATORS) == {*AcceleratorRegistry.available_accelerators(), "auto", "gpu"}
+    trainer = OmegaConf.create({"_target_": "lightning.pytorch.Trainer", "accelerator": "mps"})
+    with pytest.raises(ConfigError) as error:  # no MPS on Linux: Lightning says so when it builds the trainer
+        build_trainer(trainer, [], [])
+    assert str(error.value) == (
+        "trainer.accelerator=mps but this machine has no usable MPS device; use trainer=cpu, "
+        "or trainer.accelerator=auto (a GPU if there is one)"
+    )
+
+
+def test_a_long_library_message_is_cut_after_a_whole_word() -> None:
+    from cnnlab.errors import reason_of
+
+    message = "CUDAAccelerator can not run on your system since the accelerator is not available. " * 3
+    reason = reason_of(ValueError(message), limit=100)
+    assert reason.startswith("ValueError: CUDAAccelerator can not run")
+    assert reason.endswith("is not available. CUDAAccelerator ...") and len(reason) < 120
+
+
+EARLY_CHECKS = [
+    (
+        "data.root=/nonexistent",
+        "error: MNIST not found: no /nonexistent/MNIST/raw/train-images-idx3-ubyte[.gz]",
+    ),
+    (
+        "optimizer.lr=-1",
+        "error: optimizer.lr=-1 is invalid; use a positive learning rate, e.g. optimizer.lr=0.05",
+    ),
+    ("optimizer.lr=abc", "error: optimizer.lr='abc' is not a number; fix the optimizer.* overrides"),
+    (
+        "trainer.accelerator=gpux",
+        "error: trainer.accelerator=gpux is not an accelerator; use one of auto, cpu",
+    ),
+]
+
+
+def test_data_learning_rate_and_accelerator_are_checked_before_torch_loads(tiny_data, tmp_path) -> None:
+    """One interpreter runs the four commands: each stops with its line and a failed record, and neither
+    torch nor Lightning was imported (they take 10-25 s on a busy 2-core machine)."""
+    script = (
+        "import sys, train\n"
+        f"for number, override in enumerate({[override for override, _ in EARLY_CHECKS]!r}):\n"
+        f"    sys.argv = ['train', 'model=mlp', 'data=mnist', 'data.root={tiny_data}',\n"
+        f"                f'hydra.run.dir={tmp_path}/run{{number}}', override]\n"
+        "    try:\n"
+        "        train.main()\n"
+        "    except SystemExit as stop:\n"
+        "        print('exit', stop.code)\n"
+        "print('loaded:', sorted(name for name in ('torch', 'lightning') if name in sys.modules))\n"
+    )
+    result = run_cli(["-c", script], cwd=REPO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split("exit ")[1:] == ["2\n"] * 3 + ["2\nloaded: []\n"], result.stdout
+    errors = result.stderr.strip().splitlines()
+    assert len(errors) == len(EARLY_CHECKS), errors
+    for line, (_, expected) in zip(errors, EARLY_CHECKS, strict=True):
+        assert line.startswith(expected), (line, expected)
+    for number in range(len(EARLY_CHECKS)):
+        record = read_run_record(tmp_path / f"run{number}")
+        assert record["status"] == "failed" and record["before_training"] and record["seed"] == 0
 
 
 @pytest.mark.parametrize("entry", ["evaluate", "predict"])
@@ -135,11 +233,16 @@ def test_corrupt_checkpoint_for_analysis_names_the_file_and_the_fix(
     assert f"{corrupt} is corrupt or truncated" in message and "another checkpoint of the run" in message
 
 
+@pytest.mark.parametrize("hydra_full_error", [None, "0"])  # Hydra reads only 1 as "full errors"
 @pytest.mark.parametrize(
     ("typo", "meant"),
     [("trainer.max_epoch=1", "trainer.max_epochs"), ("modle=mlp", "model"), ("model.c=0.1", "model.C")],
 )
-def test_a_misspelt_key_names_the_closest_one(typo: str, meant: str, tiny_data, monkeypatch, capsys) -> None:
+def test_a_misspelt_key_names_the_closest_one(
+    typo: str, meant: str, hydra_full_error: str | None, tiny_data, monkeypatch, capsys
+) -> None:
+    if hydra_full_error is not None:
+        monkeypatch.setenv("HYDRA_FULL_ERROR", hydra_full_error)
     group = ["model=hog_svm"] if typo.startswith("model.") else []  # the groups chosen decide the keys
     with pytest.raises(SystemExit) as exit_info:
         run_entry("train", [*group, typo, f"data.root={tiny_data}"], monkeypatch)
@@ -148,13 +251,28 @@ def test_a_misspelt_key_names_the_closest_one(typo: str, meant: str, tiny_data, 
     assert len(err) == 1 and f"did you mean {meant}?" in err[0] and "+" not in err[0], err
 
 
+def test_hydra_full_error_1_gets_hydras_own_exception_and_is_left_as_set(
+    tiny_data, monkeypatch, capsys
+) -> None:
+    from hydra.errors import ConfigCompositionException
+
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
+    with pytest.raises(ConfigCompositionException, match="Could not override 'trainer.max_epoch'"):
+        run_entry("train", ["trainer.max_epoch=1", f"data.root={tiny_data}"], monkeypatch)
+    assert os.environ["HYDRA_FULL_ERROR"] == "1"
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "0")
+    with pytest.raises(SystemExit):
+        run_entry("train", ["trainer.max_epoch=1", f"data.root={tiny_data}"], monkeypatch)
+    assert os.environ["HYDRA_FULL_ERROR"] == "0"  # the user's value again, once the command is done
+
+
 def test_the_shared_data_defaults_are_not_offered_as_a_dataset(tiny_data, monkeypatch, capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:
         run_entry("train", ["data=common", f"data.root={tiny_data}"], monkeypatch)
-    assert exit_info.value.code != 0
-    err = capsys.readouterr().err
-    options = err.split("Available options in 'data':", 1)[1].split("Config search path")[0].split()
-    assert "Could not find 'data/common'" in err and options == [
+    assert exit_info.value.code == 2
+    err = last_error_line(capsys)
+    options = err.split("choose one of: ", 1)[1].split(", ")
+    assert err.startswith("error: there is no data option common;") and options == [
         "cifar10",
         "fashion_canvas",
         "fashion_mnist",

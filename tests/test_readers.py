@@ -48,7 +48,9 @@ def test_fashion_mnist_falls_back_to_the_debian_package(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     debian = write_mnist_like(tmp_path / "debian", train=30, test=10, gz=True)
-    monkeypatch.setattr(readers, "DEBIAN_FASHION_MNIST", debian)
+    monkeypatch.setitem(
+        readers.LAYOUTS, "fashion_mnist", replace(readers.LAYOUTS["fashion_mnist"], elsewhere=(debian,))
+    )
     with caplog.at_level(logging.INFO, logger="cnnlab.data.readers"):
         split = readers.read_fashion_mnist(tmp_path / "empty-root", train=True)
     assert split.images.shape == (30, 1, 28, 28)

@@ -172,7 +172,7 @@ def test_missing_data_is_one_line_naming_path_env_and_download(tmp_path: Path, m
 def test_unknown_model_lists_the_available_models(tmp_path: Path, tiny_data: Path) -> None:
     result = run_cli(["-m", "train", "model=resnet999", f"data.root={tiny_data}"], cwd=tmp_path)
     assert result.returncode != 0
-    assert "Could not find 'model/resnet999'" in result.stderr
+    assert result.returncode == 2 and "error: there is no model option resnet999;" in result.stderr
     for model in MODELS:
         assert model in result.stderr
 

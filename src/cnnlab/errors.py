@@ -26,9 +26,12 @@ class CheckpointError(CnnlabError):
 
 
 def reason_of(error: BaseException, limit: int = 160) -> str:
-    """An exception as a short clause for a one-line message: its type and first line (``KeyError: 101``)."""
+    """An exception as a short clause for a one-line message: its type and first line (``KeyError: 101``),
+    a line longer than ``limit`` cut after a whole word (``...``)."""
     lines = str(error).strip().splitlines()
-    first = lines[0][:limit] if lines else ""
+    first = lines[0] if lines else ""
+    if len(first) > limit:
+        first = first[:limit].rsplit(" ", 1)[0].rstrip(",;:") + " ..."
     return f"{type(error).__name__}: {first}" if first else type(error).__name__
 
 
@@ -61,20 +64,29 @@ def hydra_errors_in_one_line(config_dir: str, config_name: str) -> Iterator[None
     (``trainer.max_epoch=1``) is one ``error:`` line naming the closest existing key, not Hydra's advice
     to add it (``+trainer.max_epoch=1``, which then fails inside the code it configures).
 
-    Hydra prints composition errors itself and exits; with ``HYDRA_FULL_ERROR`` set it raises them
-    instead, so it is set here (unless the user set it) and its other errors are printed as Hydra would.
-    """
-    from hydra.errors import ConfigCompositionException
+    An unknown option of a config group (``model=smallCNN``) is one line too, with the closest option and
+    the list of them.
 
-    user_asked_full_errors = "HYDRA_FULL_ERROR" in os.environ
-    os.environ.setdefault("HYDRA_FULL_ERROR", "1")
+    Hydra prints composition errors itself and exits; with ``HYDRA_FULL_ERROR=1`` it raises them instead,
+    so it is set to 1 here (unless the user set it to 1) and its other errors are printed as Hydra would.
+    """
+    from hydra.errors import ConfigCompositionException, MissingConfigException
+
+    users_value = os.environ.get("HYDRA_FULL_ERROR")
+    # as Hydra reads it (hydra/_internal/utils.py, _is_env_set): "1" only; 0 or "" mean short errors
+    user_asked_full_errors = users_value == "1"
+    os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         yield
     except ConfigCompositionException as error:
         if user_asked_full_errors:
             raise
+        option = _unknown_option(error) if isinstance(error, MissingConfigException) else None
+        if option is not None:
+            print(f"error: {option}", file=sys.stderr)
+            raise SystemExit(2) from None
         unknown = _unknown_override(error)
-        if unknown is None:  # e.g. an unknown option of a group: Hydra's message lists the available ones
+        if unknown is None:  # e.g. an unknown option in a config file: Hydra's message lists the options
             print(str(error).strip(), file=sys.stderr)
             if error.__cause__ is not None:
                 print(str(error.__cause__).strip(), file=sys.stderr)
@@ -87,8 +99,37 @@ def hydra_errors_in_one_line(config_dir: str, config_name: str) -> Iterator[None
         print(f"error: {_did_you_mean(key, override, config_dir, config_name, groups)}", file=sys.stderr)
         raise SystemExit(2) from None
     finally:
-        if not user_asked_full_errors:
+        if users_value is None:
             os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = users_value
+
+
+def _unknown_option(error: Exception) -> str | None:
+    """``there is no model option smallCNN; did you mean smallcnn? ...`` for an option typed on the
+    command line that its group lacks; None for other missing configs (e.g. one named in a config file)."""
+    import difflib
+
+    missing, options = getattr(error, "missing_cfg_file", None), getattr(error, "options", None)
+    if not missing or not options or "/" not in missing:
+        return None
+    group, option = missing.rsplit("/", 1)
+    typed = [
+        value
+        for argument in sys.argv[1:]
+        if argument.lstrip("+~").split("=", 1)[0] == group and "=" in argument
+        for value in argument.split("=", 1)[1].split(",")
+    ]
+    if option not in typed:
+        return None
+    by_case = {name.lower(): name for name in options}
+    close = [by_case[option.lower()]] if option.lower() in by_case else []
+    close = close or difflib.get_close_matches(option, options, n=1, cutoff=0.6)
+    problem = f"there is no {group} option {option}"
+    listed = ", ".join(options)
+    if close:
+        return f"{problem}; did you mean {close[0]}? ({group}={close[0]}); the options: {listed}"
+    return f"{problem}; choose one of: {listed}"
 
 
 def _unknown_override(error: Exception) -> tuple[str, str] | None:

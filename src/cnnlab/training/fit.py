@@ -13,6 +13,7 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.accelerators import AcceleratorRegistry
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
@@ -26,6 +27,7 @@ from cnnlab.data.canvas import CanvasDataModule
 from cnnlab.errors import ConfigError, reason_of
 from cnnlab.models.build import check_input_shape, count_parameters
 from cnnlab.runs import resume
+from cnnlab.runs.preflight import check_accelerator
 from cnnlab.runs.record import (
     current_choices,
     device_name,
@@ -198,12 +200,16 @@ def build_trainer(trainer_cfg: DictConfig, callbacks: list[Callback], loggers: l
             cause = cause.__cause__ or cause.__context__
         if cause is None:
             raise
-        accelerator = trainer_cfg.get("accelerator", "auto")
-        if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
-            raise ConfigError(
-                f"trainer.accelerator={accelerator} (trainer=gpu) but this machine has no usable GPU "
-                f"({reason_of(cause)}); use trainer=cpu, or trainer.accelerator=auto (a GPU if there is one)"
-            ) from error
+        # an unknown accelerator, or one this machine lacks (Lightning's view): the message python -m train
+        # gives before the imports
+        available = [
+            name
+            for name in AcceleratorRegistry.available_accelerators()
+            if AcceleratorRegistry[name]["accelerator"].is_available()
+        ]
+        if "cuda" in available:
+            available.append("gpu")  # Lightning's other name for it
+        check_accelerator(trainer_cfg.get("accelerator", "auto"), available)
         raise ConfigError(
             f"Lightning rejects the trainer settings ({reason_of(cause)}); fix the trainer.* overrides"
         ) from error
