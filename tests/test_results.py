@@ -346,6 +346,56 @@ def test_curves_png_holds_one_line_per_row_with_its_band(ablation: Path) -> None
     assert len(summarize(find_runs([ablation]))) == 4
 
 
+def test_one_epoch_curves_are_points_on_a_whole_epoch_axis(multirun: Path) -> None:
+    """1-epoch runs drew single dots on matplotlib's 0.96-1.04 epoch axis."""
+    from cnnlab.results.curves import SINGLE_MARKER_SIZE, row_curves_figure
+    from cnnlab.results.rows import summarize
+
+    for job, acc in zip("0123", (0.5, 0.6, 0.7, 0.9), strict=True):  # mlp seeds 0-2, and mlp lr 0.01
+        write_metrics_csv(multirun / job, [acc], [2.0 - acc])
+    figure, _ = row_curves_figure(summarize(find_runs([multirun])))
+    acc_ax, loss_ax = figure.axes
+    for ax in (acc_ax, loss_ax):
+        assert ax.get_xlim() == pytest.approx((0.5, 1.5))  # epoch 1 in the middle
+        assert [tick for tick in ax.get_xticks() if 0.5 <= tick <= 1.5] == [1]  # one whole-epoch tick
+    # each row one large point with its min-max bar, and its value written beside it
+    points = [line for line in acc_ax.get_lines() if line.get_marker() == "o"]
+    assert len(points) == 2 and all(line.get_markersize() >= SINGLE_MARKER_SIZE for line in points)
+    assert sorted(text.get_text() for text in acc_ax.texts) == ["0.600", "0.900"]
+    bars = [segment[:, 1].tolist() for bar in acc_ax.collections for segment in bar.get_segments()]
+    assert [0.5, 0.7] in [pytest.approx(bar) for bar in bars]  # the 3 seeds' min and max
+    assert "only epoch" in figure.get_suptitle()
+
+
+def test_curves_of_several_epochs_keep_lines_on_whole_epochs(multirun: Path) -> None:
+    from cnnlab.results.curves import row_curves_figure
+    from cnnlab.results.rows import summarize
+
+    for job in "012":
+        write_metrics_csv(multirun / job, [0.3, 0.5, 0.6], [1.7, 1.5, 1.4])
+    figure, missing = row_curves_figure(summarize(find_runs([multirun])))
+    acc_ax = figure.axes[0]
+    assert acc_ax.get_xlim() == pytest.approx((0.5, 3.5))
+    assert [tick for tick in acc_ax.get_xticks() if 0.5 <= tick <= 3.5] == [1, 2, 3]
+    (line,) = [line for line in acc_ax.get_lines() if len(line.get_xdata()) == 3]
+    assert line.get_markersize() < 8 and not acc_ax.texts  # a line: no value labels
+    assert "only epoch" not in figure.get_suptitle() and len(missing) == 2  # mlp lr 0.01 and hog_svm
+
+
+def test_a_runs_learning_curves_say_when_no_learning_rate_was_logged(tmp_path: Path, monkeypatch) -> None:
+    """eval/learning_curves.png of a run shorter than trainer.log_every_n_steps: the LR panel was an empty
+    0-1 axis, read as a learning rate of 0."""
+    from cnnlab.analysis import curves
+
+    drawn = []
+    monkeypatch.setattr(curves, "save", lambda figure, path: drawn.append(figure) or path)
+    one_epoch = curves.History(train_loss=[2.2], train_acc=[0.3], val_loss=[2.0], val_acc=[0.6])
+    curves.plot_curves(one_epoch, curves.diagnose_fit(one_epoch), tmp_path / "curves.png")
+    loss_ax, _, lr_ax = drawn[0].axes
+    assert "no learning rate logged" in lr_ax.texts[0].get_text() and not lr_ax.get_yticks().size
+    assert loss_ax.get_xlim() == pytest.approx((-0.2, 1.2))  # the start and the end of the one epoch
+
+
 def test_curves_without_any_csv_log_is_one_line(multirun: Path, capsys) -> None:
     import results
 

@@ -140,6 +140,16 @@ def plot_curves(history: History, diagnosis: FitDiagnosis, path: Path) -> Path:
         lr_ax.plot(positions, rates, ".-", label=name)
     if history.learning_rates:
         lr_ax.legend()
+    else:  # an empty 0-1 axis read as a learning rate of 0
+        lr_ax.text(
+            0.5,
+            0.5,
+            "no learning rate logged\n(no LR monitor, or fewer steps than trainer.log_every_n_steps)",
+            transform=lr_ax.transAxes,
+            ha="center",
+            va="center",
+        )
+        lr_ax.set_yticks([])
     for ax in (loss_ax, acc_ax, lr_ax):
         ax.set_xlim(-0.2, history.epochs + 0.2)  # epoch 0 (start) to the last epoch's end, also for one epoch
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -11,16 +11,20 @@ import math
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from cnnlab.errors import ConfigError
 from cnnlab.results.rows import MEMBERS, short_labels
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 METRICS_CSV = Path("csv") / "metrics.csv"
 CURVES = {"val/acc": "validation accuracy", "val/loss": "validation loss"}
 BANDS = ("minmax", "std")
+SINGLE_MARKER_SIZE = 8  # a row with one epoch is one point: large enough to see
 
 
 def read_validation_curves(metrics_csv: Path) -> dict[str, dict[int, float]] | None:
@@ -63,7 +67,23 @@ def plot_row_curves(
     rows: Sequence[dict[str, Any]], path: Path, band: str = "minmax", baseline: int | None = None
 ) -> tuple[Path, list[str]]:
     """Write the figure to ``path``; returns it and the runs that had no CSV log (left out)."""
-    from matplotlib.figure import Figure  # only for --curves: the table itself needs no matplotlib
+    figure, missing = row_curves_figure(rows, band, baseline)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    return path, missing
+
+
+def row_curves_figure(
+    rows: Sequence[dict[str, Any]], band: str = "minmax", baseline: int | None = None
+) -> tuple[Figure, list[str]]:
+    """The figure ``plot_row_curves`` writes, and the runs that had no CSV log.
+
+    Epochs are whole numbers on the x axis, half an epoch either side of the first and the last; a row
+    with a single epoch is one large point with its band as an error bar and its value beside it.
+    """
+    # only for --curves: the table itself needs no matplotlib
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     if band not in BANDS:
         raise ConfigError(f"--band {band}: unknown; use one of {', '.join(BANDS)}")
@@ -88,6 +108,8 @@ def plot_row_curves(
             f"--curves: no run has {METRICS_CSV}; train with logger=default or logger=csv to log the curves"
         )
     targets = {run.record.get("val_acc_target") for row in rows for run in row[MEMBERS]}
+    runs = [run for _, curves in per_row for run in curves]
+    last_epoch = max((epoch for run in runs for per_epoch in run.values() for epoch in per_epoch), default=1)
     figure = Figure(figsize=(12, 4.4 + 0.25 * len(per_row)), layout="constrained")
     axes = figure.subplots(1, len(CURVES))
     for ax, (name, title) in zip(axes, CURVES.items(), strict=True):
@@ -95,25 +117,44 @@ def plot_row_curves(
             epochs, mean, lower, upper = row_curve([run[name] for run in curves], band)
             if not epochs.size:
                 continue
-            baseline_line = label.startswith("baseline: ")
-            (line,) = ax.plot(
-                epochs, mean, marker="o", markersize=3, label=label, lw=2.5 if baseline_line else 1.5
-            )
+            width = 2.5 if label.startswith("baseline: ") else 1.5
+            if epochs.size == 1:  # one point: a large marker, the band as an error bar (no area to fill)
+                ax.errorbar(
+                    epochs,
+                    mean,
+                    yerr=[mean - lower, upper - mean],
+                    fmt="o",
+                    markersize=SINGLE_MARKER_SIZE,
+                    capsize=6,
+                    elinewidth=width,
+                    label=label,
+                )
+                # the value itself: a lone point on a tall axis is hard to read off
+                point = (epochs[0], mean[0])
+                ax.annotate(f"{mean[0]:.3f}", point, xytext=(12, 0), textcoords="offset points", va="center")
+                continue
+            (line,) = ax.plot(epochs, mean, marker="o", markersize=3, label=label, lw=width)
             ax.fill_between(epochs, lower, upper, color=line.get_color(), alpha=0.2, linewidth=0)
         if name == "val/acc" and len(targets) == 1 and None not in targets:  # the epochs_to_val_acc line
-            ax.axhline(targets.pop(), color="grey", linestyle="--", linewidth=1, label="val_acc_target")
+            ax.axhline(next(iter(targets)), color="grey", linestyle="--", linewidth=1, label="val_acc_target")
         ax.set_xlabel("epoch")
         ax.set_ylabel(title)
         ax.grid(alpha=0.3)
-        ax.xaxis.get_major_locator().set_params(integer=True)
+        # whole epochs from 1 to the last, half an epoch either side: one epoch is one tick, "1", in the
+        # middle (matplotlib's own limits for a single x were 0.96-1.04)
+        ax.set_xlim(0.5, last_epoch + 0.5)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     spread = "min–max over the runs" if band == "minmax" else "±1 std over the runs"
     title = f"Validation curves: mean per row, band {spread}"
+    if last_epoch == 1:
+        title = f"Validation after the only epoch: mean per row, bar {spread}"
     # the settings all rows share, wrapped to the figure's width
     figure.suptitle(f"{title}\n" + textwrap.fill(f"all rows: {shared}", 130) if shared else title)
     handles, names = axes[0].get_legend_handles_labels()
+    # the rows in their order (error bars come after lines otherwise), the target line last
+    order = sorted(range(len(names)), key=lambda i: names[i] == "val_acc_target")
+    handles, names = [handles[i] for i in order], [names[i] for i in order]
     figure.legend(
         handles, names, loc="outside lower center", ncols=1 if len(per_row) > 3 else 2, fontsize="small"
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    return path, missing
+    return figure, missing
