@@ -18,12 +18,11 @@ import numpy as np
 import torch
 from torchvision import datasets
 
+from cnnlab.data.layout import DEBIAN_FASHION_MNIST as DEBIAN_FASHION_MNIST  # where it was before
+from cnnlab.data.layout import LAYOUTS, Layout, find_files
 from cnnlab.errors import DataError
 
 log = logging.getLogger(__name__)
-
-# Where Debian's `dataset-fashion-mnist` package installs the gzip idx files.
-DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
 _IDX_UBYTE = 0x08
 
@@ -43,33 +42,39 @@ class ImageSplit:
 class DatasetSource:
     """How one dataset lies on disk and how torchvision downloads it."""
 
-    title: str
-    folder: str
+    layout: Layout
     read: Callable[[Path, bool], ImageSplit]
     torchvision_class: type
 
+    @property
+    def title(self) -> str:
+        return self.layout.title
 
-def _missing(title: str, path: Path, root: Path, folder: str) -> DataError:
-    """Missing files, with the absolute paths; a root that points into the dataset's own folder (at
-    ``cifar-10-batches-py`` or ``MNIST/raw`` itself) gets its parent suggested."""
-    path, root = path.expanduser().absolute(), root.expanduser().absolute()
-    parts = Path(folder).parts
-    for depth in range(len(parts), 0, -1):
-        if root.parts[-depth:] == parts[:depth]:
-            parent = root.parents[depth - 1]
-            return DataError(
-                f"{title} not found: data root {root} points inside the dataset's folder {folder}; "
-                f"pass data.root={parent}, the folder that holds {parts[0]}/ (python -m train also "
-                f"reads CNNLAB_DATA={parent})"
-            )
-    return DataError(
-        f"{title} not found: no {path} (data root {root}); pass data.root=<the folder that holds "
-        f"{folder}> (python -m train also reads CNNLAB_DATA), or data.download=true to download it there"
-    )
+    @property
+    def folder(self) -> str:
+        return self.layout.folder
+
+
+# the "read from" lines already written to each run log (Hydra's train.log file handler)
+_ANNOUNCED: dict[tuple[str, ...], set[str]] = {}
 
 
 def _read_from(title: str, train: bool, folder: Path) -> None:
-    log.info("%s %s files read from %s", title, "training" if train else "test", folder.absolute())
+    """Say where a split was read from, once per run: the evaluation after training reads the test files
+    again (the same lines twice in the console and train.log), a sweep's next job says it in its own log."""
+    message = f"{title} {'training' if train else 'test'} files read from {folder.absolute()}"
+    run_logs = tuple(
+        handler.baseFilename
+        for handler in logging.getLogger().handlers
+        if isinstance(handler, logging.FileHandler)
+    )
+    if not run_logs:  # no run (a script, a test): every read is news
+        log.info(message)
+        return
+    said = _ANNOUNCED.setdefault(run_logs, set())
+    if message not in said:
+        said.add(message)
+        log.info(message)
 
 
 def _corrupt(path: Path, reason: str) -> DataError:
@@ -81,13 +86,9 @@ def _corrupt(path: Path, reason: str) -> DataError:
 
 def read_cifar10(root: Path, train: bool) -> ImageSplit:
     """Read the python-pickle version of CIFAR-10 from ``root/cifar-10-batches-py``."""
-    folder = root / "cifar-10-batches-py"
-    names = [f"data_batch_{i}" for i in range(1, 6)] if train else ["test_batch"]
+    paths = find_files(LAYOUTS["cifar10"], root, train)
     images, labels = [], []
-    for name in names:
-        path = folder / name
-        if not path.is_file():
-            raise _missing("CIFAR-10", path, root, "cifar-10-batches-py")
+    for path in paths:
         try:
             with path.open("rb") as file:
                 batch = pickle.load(file, encoding="latin1")
@@ -97,7 +98,7 @@ def read_cifar10(root: Path, train: bool) -> ImageSplit:
             raise _corrupt(path, f"{type(error).__name__}: {error}") from error
         if len(images[-1]) != len(labels[-1]):
             raise _corrupt(path, f"{len(images[-1])} images but {len(labels[-1])} labels")
-    _read_from("CIFAR-10", train, folder)
+    _read_from("CIFAR-10", train, paths[0].parent)
     return ImageSplit(torch.from_numpy(np.concatenate(images)), torch.from_numpy(np.concatenate(labels)))
 
 
@@ -120,21 +121,12 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
 
 
-def _find_idx(folders: list[Path], stem: str, title: str, root: Path) -> Path:
-    for folder in folders:
-        for name in (stem, f"{stem}.gz"):
-            if (folder / name).is_file():
-                return folder / name
-    raise _missing(title, folders[0] / f"{stem}[.gz]", root, str(folders[0].relative_to(root)))
-
-
-def _read_mnist_like(title: str, folders: list[Path], root: Path, train: bool) -> ImageSplit:
-    prefix = "train" if train else "t10k"
-    images_path = _find_idx(folders, f"{prefix}-images-idx3-ubyte", title, root)
-    labels_path = _find_idx([images_path.parent, *folders], f"{prefix}-labels-idx1-ubyte", title, root)
-    if images_path.parent != folders[0]:  # e.g. Debian's Fashion-MNIST: say so, it is not under the root
+def _read_mnist_like(layout: Layout, root: Path, train: bool) -> ImageSplit:
+    title, under_root = layout.title, root / layout.folder
+    images_path, labels_path = find_files(layout, root, train)
+    if images_path.parent != under_root:  # e.g. Debian's Fashion-MNIST: say so, it is not under the root
         log.info(
-            "%s: nothing under %s, read from %s instead", title, folders[0].absolute(), images_path.parent
+            "%s: nothing under %s, read from %s instead", title, under_root.absolute(), images_path.parent
         )
     _read_from(title, train, images_path.parent)
     images, labels = read_idx(images_path), read_idx(labels_path)
@@ -145,22 +137,18 @@ def _read_mnist_like(title: str, folders: list[Path], root: Path, train: bool) -
 
 def read_mnist(root: Path, train: bool) -> ImageSplit:
     """Read MNIST from ``root/MNIST/raw`` (plain or .gz idx files)."""
-    return _read_mnist_like("MNIST", [root / "MNIST" / "raw"], root, train)
+    return _read_mnist_like(LAYOUTS["mnist"], root, train)
 
 
 def read_fashion_mnist(root: Path, train: bool) -> ImageSplit:
     """Read Fashion-MNIST from ``root/FashionMNIST/raw``, else from Debian's dataset-fashion-mnist."""
-    return _read_mnist_like(
-        "Fashion-MNIST", [root / "FashionMNIST" / "raw", DEBIAN_FASHION_MNIST], root, train
-    )
+    return _read_mnist_like(LAYOUTS["fashion_mnist"], root, train)
 
 
 SOURCES: dict[str, DatasetSource] = {
-    "cifar10": DatasetSource("CIFAR-10", "cifar-10-batches-py", read_cifar10, datasets.CIFAR10),
-    "mnist": DatasetSource("MNIST", "MNIST/raw", read_mnist, datasets.MNIST),
-    "fashion_mnist": DatasetSource(
-        "Fashion-MNIST", "FashionMNIST/raw", read_fashion_mnist, datasets.FashionMNIST
-    ),
+    "cifar10": DatasetSource(LAYOUTS["cifar10"], read_cifar10, datasets.CIFAR10),
+    "mnist": DatasetSource(LAYOUTS["mnist"], read_mnist, datasets.MNIST),
+    "fashion_mnist": DatasetSource(LAYOUTS["fashion_mnist"], read_fashion_mnist, datasets.FashionMNIST),
 }
 
 
