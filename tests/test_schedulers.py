@@ -50,3 +50,17 @@ def test_onecycle_runs_when_its_warm_up_would_be_one_step(total_steps: int, pct_
     seen = lrs(schedulers.onecycle, total_steps, pct_start=pct_start)
     assert len(seen) == total_steps and all(0 < lr <= 0.1 + 1e-9 for lr in seen)
     assert seen[0] == pytest.approx(0.1 / 25)  # starts at max_lr / div_factor
+
+
+@pytest.mark.parametrize(
+    "optimizer_class",
+    [torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW, torch.optim.NAdam, torch.optim.RAdam],
+)
+def test_replay_rebuilds_a_schedule_for_every_optimizer(optimizer_class) -> None:
+    # torch's AdamW keeps an option in its defaults that its constructor does not take
+    net = torch.nn.Linear(2, 2)
+    optimizer = optimizer_class(net.parameters(), lr=0.1, weight_decay=0.01)
+    state, written = schedulers.replay(schedulers.cosine, optimizer, total_steps=10, steps_taken=5)
+    assert state["last_epoch"] == 5
+    assert written[0]["lr"] == pytest.approx(0.05)
+    assert optimizer.param_groups[0]["lr"] == 0.1  # the optimizer itself is left as it was

@@ -7,6 +7,7 @@ states the shape of the schedule. Configs select them with ``_partial_: true``.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -87,6 +88,23 @@ def triangle(
     return SequentialLR(optimizer, [up, down], milestones=[rise])
 
 
+def _twin(optimizer: Optimizer) -> Optimizer:
+    """An optimizer of ``optimizer``'s class with its groups and options over placeholder parameters."""
+    groups = [
+        {**{key: value for key, value in group.items() if key != "params"}, "params": [torch.zeros(1)]}
+        for group in optimizer.param_groups
+    ]
+    # ``defaults`` can hold options the constructor does not take (torch's AdamW keeps Adam's
+    # ``decoupled_weight_decay``); every group carries every option anyway, so pass only what it accepts
+    parameters = inspect.signature(type(optimizer)).parameters.values()
+    if not any(parameter.kind is parameter.VAR_KEYWORD for parameter in parameters):
+        accepted = {parameter.name for parameter in parameters}
+        options = {key: value for key, value in optimizer.defaults.items() if key in accepted}
+    else:
+        options = dict(optimizer.defaults)
+    return type(optimizer)(groups, **options)
+
+
 def replay(
     factory: Callable[..., LRScheduler], optimizer: Optimizer, total_steps: int, steps_taken: int
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -97,11 +115,7 @@ def replay(
     Returns the scheduler's ``state_dict`` and, per group, the entries the schedule wrote (LR, momentum,
     ...), to put into a restored optimizer.
     """
-    groups = [
-        {**{key: value for key, value in group.items() if key != "params"}, "params": [torch.zeros(1)]}
-        for group in optimizer.param_groups
-    ]
-    twin = type(optimizer)(groups, **optimizer.defaults)
+    twin = _twin(optimizer)
     before = [dict(group) for group in twin.param_groups]
     scheduler = factory(twin, total_steps=total_steps)
     for _ in range(steps_taken):
