@@ -259,3 +259,20 @@ def test_finished_run_is_not_shortened(train_run, tmp_path, capsys) -> None:
     assert exit_info.value.code == 2
     message = capsys.readouterr().err.strip().splitlines()[-1]
     assert "trainer.max_epochs=1 does not train it for longer" in message
+
+
+def test_sigkill_after_an_epoch_end_checkpoint_of_a_shortened_epoch_resumes_exactly(
+    train_run, tiny_data, tmp_path
+) -> None:
+    # MNIST's default recipe (its augmentation on whole batches, the loader auto picks, SGD + cosine) with
+    # epochs shortened by limit_train_batches: an epoch ends before the loader's pass does, and the
+    # epoch-end checkpoint must continue with the next pass, not the rest of this one
+    recipe = ["model=smallcnn", "data=mnist", "evaluate=false", "trainer.max_epochs=2"]
+    recipe += ["+trainer.limit_train_batches=3"]
+    reference = train_run(*recipe)
+    run_dir = tmp_path / "killed"
+    killed_run(run_dir, tiny_data, base=recipe)
+    assert (run_dir / "checkpoints" / "last.ckpt").resolve().name == "epoch_001.ckpt"
+    resumed = train_run(*recipe, "ckpt_path=last", run_dir=run_dir)
+    assert {k: resumed[k] for k in COMPARED} == {k: reference[k] for k in COMPARED}
+    assert val_rows(run_dir) == val_rows(Path(reference["run_dir"]))

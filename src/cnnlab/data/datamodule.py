@@ -308,6 +308,10 @@ class ImageDataModule(L.LightningDataModule):
             device=device or self._device(),
             rank=trainer.global_rank if trainer is not None else 0,
             world_size=trainer.world_size if trainer is not None else 1,
+            # with limit_train_batches an epoch ends before the pass does
+            batches_per_pass=(lambda: trainer.num_training_batches)
+            if train and trainer is not None
+            else None,
         )
 
     def train_dataloader(self) -> DataLoader | DeviceBatches:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +83,8 @@ class DeviceBatches:
     run is reproducible. Under DDP every rank takes its own interleaved share of the same order.
     ``state_dict`` / ``load_state_dict`` (Lightning saves them in every checkpoint) carry the pass,
     the batches already served and the generator, so a resumed run continues the exact batch stream,
-    mid-epoch included.
+    mid-epoch included. ``batches_per_pass`` says how many batches of a pass the consumer takes (a
+    trainer's ``limit_train_batches``): a pass served that far has ended, and a resume starts the next.
     """
 
     def __init__(
@@ -98,6 +99,7 @@ class DeviceBatches:
         device: torch.device | str = "cpu",
         rank: int = 0,
         world_size: int = 1,
+        batches_per_pass: Callable[[], float] | None = None,
     ) -> None:
         self.device = torch.device(device)
         self.images = images.to(self.device)
@@ -109,6 +111,7 @@ class DeviceBatches:
         self.seed = seed
         self.rank = rank
         self.world_size = world_size
+        self.batches_per_pass = batches_per_pass
         self.passes = 0
         # the pass being served: its generator and how many batches it has yielded
         self._generator: torch.Generator | None = None
@@ -150,7 +153,8 @@ class DeviceBatches:
     def state_dict(self) -> dict[str, Any]:
         """Where the batch stream stands: the seed, the pass being served and its progress."""
         state: dict[str, Any] = {"seed": self.seed, "passes": self.passes, "served": 0}
-        if self._generator is not None and self._served < len(self):
+        taken = len(self) if self.batches_per_pass is None else min(len(self), self.batches_per_pass())
+        if self._generator is not None and self._served < taken:
             state.update(passes=self.passes - 1, served=self._served, generator=self._generator.get_state())
         return state
 
