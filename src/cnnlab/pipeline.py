@@ -130,6 +130,6 @@ def record_preemption(
     # in the words of the resume line that continues it: "in epoch 2, after step 152"
     where = resume.training_position(record["epoch"], stop.step, mid_epoch=True)
     print(
-        f"preempted by {stop.signal_name} {where}: saved {record['checkpoint']}; "
+        f"{stop.reason} {where}: saved {record['checkpoint']}; "
         f"{then} with python -m train resume={output_dir}"
     )

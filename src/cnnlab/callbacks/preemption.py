@@ -21,6 +21,9 @@ log = logging.getLogger(__name__)
 class Preemption(L.Callback):
     """On one of ``signals`` during training: finish the batch, save ``dirpath/last.ckpt``, raise Preempted.
 
+    Ctrl-C (SIGINT, when listed) does the same the first time; a second Ctrl-C stops at once, as
+    Lightning's own handling of KeyboardInterrupt does, without a new checkpoint.
+
     The checkpoint is taken between two batches, where a resume continues exactly (the batch stream
     and the random generators are in it). SLURM sends SIGUSR1 (``--signal=USR1@120``) or, through
     submitit, SIGUSR2 before the time limit, and SIGTERM at preemption. Under DDP rank 0's notice
@@ -30,7 +33,7 @@ class Preemption(L.Callback):
     """
 
     def __init__(
-        self, dirpath: str, signals: Sequence[str] = ("SIGTERM", "SIGUSR1"), requeue: bool = True
+        self, dirpath: str, signals: Sequence[str] = ("SIGTERM", "SIGINT", "SIGUSR1"), requeue: bool = True
     ) -> None:
         self.dirpath = Path(dirpath)
         self.signals = [
@@ -54,10 +57,15 @@ class Preemption(L.Callback):
         self._previous = {signum: signal.signal(signum, self._notice) for signum in self.signals}
 
     def _notice(self, signum: int, frame: Any) -> None:
+        if signum == signal.SIGINT and self._received is not None:
+            # a second Ctrl-C: the person at the terminal does not want to wait for the batch
+            self._restore()
+            signal.default_int_handler(signum, frame)
         if self._received is None:
             log.warning(
-                "%s received: saving a checkpoint after this batch, then stopping",
-                signal.Signals(signum).name,
+                "%s received: saving a checkpoint after this batch, then stopping%s",
+                "Ctrl-C (SIGINT)" if signum == signal.SIGINT else signal.Signals(signum).name,
+                "; press Ctrl-C again to stop at once" if signum == signal.SIGINT else "",
             )
             launcher = self._trainer.strategy.launcher if self._trainer is not None else None
             if launcher is not None:  # the DDP ranks this process started hear it too

@@ -18,9 +18,10 @@ from typing import Any
 import torch
 from torch.utils.data import Sampler
 
-# SLURM signals every process of a job: DataLoader workers leave these to the training process, which
-# saves a checkpoint and then shuts them down (a worker killed by SIGTERM would abort training first)
-PREEMPTION_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
+# SLURM signals every process of a job, and Ctrl-C every process of the terminal's foreground group:
+# DataLoader workers leave these to the training process, which saves a checkpoint and then shuts them
+# down (a worker stopped by the signal would abort training first)
+PREEMPTION_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2)
 
 
 class SeededSampler(Sampler[tuple[int, int]]):

@@ -33,6 +33,13 @@ class Preempted(SystemExit):
     def signal_name(self) -> str:
         return signal.Signals(self.signum).name
 
+    @property
+    def reason(self) -> str:
+        """``stopped by Ctrl-C (SIGINT)``, ``preempted by SIGTERM``: why training stopped, for a person."""
+        if self.signum == signal.SIGINT:
+            return "stopped by Ctrl-C (SIGINT)"
+        return f"preempted by {self.signal_name}"
+
 
 def slurm_job_id() -> str | None:
     """This SLURM job's id (``<array job>_<task>`` for an array task, as scontrol names it), or None."""
