@@ -19,7 +19,8 @@ from cnnlab.analysis import evaluation
 from cnnlab.analysis.checkpoints import load_trained_model
 from cnnlab.analysis.inference import predict_logits, trained_precision
 from cnnlab.data import readers
-from cnnlab.runs.record import read_run_record, summary_line
+from cnnlab.errors import CheckpointError
+from cnnlab.runs.record import read_run_record, resolve_checkpoint_path, summary_line
 from tests.conftest import TINY, run_cli, run_entry
 
 TABLES = [
@@ -358,3 +359,32 @@ def test_a_checkpoint_is_evaluated_in_the_precision_it_was_tested_in(run: Path, 
         expected = model.net(normalize(images)).float()
     assert torch.equal(bf16, expected)
     assert not torch.equal(bf16, predict_logits(model.net, images, normalize, cpu))
+
+
+@pytest.mark.parametrize(
+    ("record", "files", "chosen"),
+    [
+        # preempted, then extended and failed: the record names none, the checkpoints are there
+        ({"status": "failed"}, ["epoch_001.ckpt", "last.ckpt"], "epoch_001"),
+        (None, ["last.ckpt"], "last"),  # killed in its first epoch after a step checkpoint: no record
+        ({"status": "failed", "best_checkpoint": "checkpoints/epoch_009.ckpt"}, ["last.ckpt"], "last"),
+    ],
+)
+def test_a_run_directory_stands_for_the_checkpoint_on_disk_where_its_record_names_none(
+    tmp_path, caplog, record, files, chosen
+) -> None:
+    (tmp_path / ".hydra").mkdir()
+    (tmp_path / "checkpoints").mkdir()
+    for name in files:
+        (tmp_path / "checkpoints" / name).write_bytes(b"")
+    if record is not None:
+        (tmp_path / "metrics.json").write_text(json.dumps(record))
+    with caplog.at_level("INFO"):
+        assert resolve_checkpoint_path(tmp_path) == tmp_path / "checkpoints" / f"{chosen}.ckpt"
+    assert f"names no best checkpoint; using checkpoints/{chosen}.ckpt" in caplog.text
+
+
+def test_a_run_directory_without_checkpoints_says_so(tmp_path) -> None:
+    (tmp_path / "metrics.json").write_text(json.dumps({"status": "failed"}))
+    with pytest.raises(CheckpointError, match="saved no checkpoint"):
+        resolve_checkpoint_path(tmp_path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import tempfile
@@ -19,6 +20,8 @@ from cnnlab.errors import CheckpointError
 
 if TYPE_CHECKING:
     import torch
+
+log = logging.getLogger(__name__)
 
 RUN_RECORD = "metrics.json"
 # TensorBoard's HParams tab: the config groups that tell runs apart, and the settings every comparison
@@ -234,19 +237,45 @@ def device_name(device: torch.device) -> str:
 
 
 def resolve_checkpoint_path(path: str | Path | None) -> Path:
-    """The checkpoint file; a run directory stands for its best checkpoint (from its metrics.json)."""
+    """The checkpoint file; a run directory stands for its best checkpoint (from its metrics.json), or,
+    where its record names none that exists (a run killed, failed or preempted), the checkpoint on disk."""
     if path is None or str(path) == "":
         raise CheckpointError("no checkpoint given: pass ckpt_path=outputs/<run>/checkpoints/<file>.ckpt")
     path = Path(path).expanduser()
     if path.is_dir():
-        if not (path / RUN_RECORD).is_file():
-            raise CheckpointError(
-                f"{path} is a directory without a {RUN_RECORD}; pass a .ckpt file from its checkpoints/"
-            )
-        best = read_run_record(path).get("best_checkpoint")
-        if not best:
-            raise CheckpointError(f"the run in {path} saved no checkpoint; pass a .ckpt file")
-        path = path / best
+        path = _checkpoint_of_run(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}; pass ckpt_path=<run>/checkpoints/<file>.ckpt")
     return path
+
+
+def _checkpoint_of_run(run_dir: Path) -> Path:
+    """The best checkpoint on record, else the best one on validation that is on disk, else last.ckpt."""
+    record = read_run_record(run_dir) if (run_dir / RUN_RECORD).is_file() else None
+    best = record.get("best_checkpoint") if record else None
+    if best and (run_dir / best).is_file():
+        return run_dir / best
+    folder = run_dir / "checkpoints"
+    # model_checkpoint keeps the best epoch's file (save_top_k: 1); a larger top-k keeps several
+    epochs = sorted(folder.glob("epoch_*.ckpt"))
+    if epochs:
+        chosen, which = epochs[-1], "the best on validation" if len(epochs) == 1 else "the newest epoch's"
+    elif (folder / "last.ckpt").is_file():
+        chosen, which = folder / "last.ckpt", "the last one saved"
+    elif record is None and not (run_dir / ".hydra").is_dir():
+        raise CheckpointError(
+            f"{run_dir} is a directory without a {RUN_RECORD}; pass a .ckpt file from its checkpoints/"
+        )
+    else:
+        raise CheckpointError(
+            f"the run in {run_dir} saved no checkpoint; train it again or pass a .ckpt file"
+        )
+    status = record.get("status", "unfinished") if record else "unfinished"
+    log.info(
+        "%s: the %s run's record names no best checkpoint; using %s, %s",
+        run_dir,
+        status,
+        os.path.relpath(chosen, run_dir),
+        which,
+    )
+    return chosen
