@@ -177,6 +177,8 @@ def test_sigterm_mid_epoch_on_the_dataloader_path_with_workers_resumes_exactly(
 
     resumed = train_run(*loader, "resume=true", run_dir=run_dir)
     assert resumed["status"] == "completed" and resumed["resumed_from"] == "checkpoints/last.ckpt"
+    # deterministic=true sets trainer.deterministic: the same setting, not one that differs
+    assert "trainer.deterministic" not in (run_dir / "train.log").read_text()
     assert {k: resumed[k] for k in COMPARED} == {k: reference[k] for k in COMPARED}
     assert val_rows(run_dir) == val_rows(Path(reference["run_dir"]))
 

@@ -35,8 +35,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         log.info("already finished, skipped: %s", summary_line(finished))
         return finished
     previous = resume.extended_record(output_dir)  # a finished run trained for longer
-    resumed_from = resume.prepare_resume(cfg, output_dir)  # the checkpoint to continue from, validated
+    # before the resume compares this run's settings with the checkpoint's, which were saved with it
     configure_determinism(cfg)
+    resumed_from = resume.prepare_resume(cfg, output_dir)  # the checkpoint to continue from, validated
     started_at = datetime.now(timezone.utc)
     L.seed_everything(cfg.seed, workers=True, verbose=False)  # the seed is in the run's first line
     datamodule: ImageDataModule = instantiate(cfg.data)
