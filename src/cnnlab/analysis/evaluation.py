@@ -143,8 +143,8 @@ def evaluate_checkpoint(
         "output_dir": str(out),
     }
     write_json_atomic(out / EVAL_METRICS, metrics)
-    for name, reason in skipped.items():
-        log.info("%s skipped: %s", name, reason)
+    for reason, names in _by_reason(skipped).items():  # one line for the three views an MLP lacks
+        log.info("%s skipped: %s", _listed(names), reason)
     if tensorboard is not False:
         target = _tensorboard_dir(model, out) if tensorboard is True else tensorboard
         _log_to_tensorboard(model, record, pictures, metrics, target, out.name)
@@ -331,6 +331,19 @@ def _class_evidence(
         )
         titles.append(f"#{index} {'correct' if true == predicted else 'WRONG'}")
     return figures.plot_class_evidence(images[chosen].float() / 255, rows, titles, out / "class_evidence.png")
+
+
+def _by_reason(skipped: dict[str, str]) -> dict[str, list[str]]:
+    """The skipped files grouped by why, in the order they were skipped."""
+    grouped: dict[str, list[str]] = {}
+    for name, reason in skipped.items():
+        grouped.setdefault(reason, []).append(name)
+    return grouped
+
+
+def _listed(names: list[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 def _curves(run_dir: Path | None, out: Path, skipped: dict[str, str]) -> dict[str, str]:

@@ -4,6 +4,7 @@ same weights rather than a second copy."""
 from __future__ import annotations
 
 import os
+import warnings
 
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint as LightningModelCheckpoint
@@ -21,6 +22,13 @@ class ModelCheckpoint(LightningModelCheckpoint):
     link, never the checkpoint it points at. When training ends, nothing is written if a checkpoint of
     the final step exists already.
     """
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        with warnings.catch_warnings():
+            # checkpoints already there are this run's own, being resumed or extended: a directory holding
+            # a run is refused before anything starts unless the command continues it (runs/resume.py)
+            warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+            super().setup(trainer, pl_module, stage)
 
     def _monitor_candidates(self, trainer: L.Trainer) -> dict[str, Tensor]:
         candidates = super()._monitor_candidates(trainer)
