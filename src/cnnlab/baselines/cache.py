@@ -1,9 +1,9 @@
 """An on-disk cache of feature matrices, keyed by the images' content and the extractor's settings.
 
-The key hashes the decoded uint8 images in full (SHA-256 of CIFAR-10's 60,000 images takes about
-0.1 s here, against several seconds to minutes of extraction), so any change to the data files,
-however made, gives a new key; a size+mtime fingerprint would be cheaper but can miss a copied or
-rewritten file. The key also holds the extractor's parameters and skimage's version, whose HOG
+The key hashes the decoded uint8 images in full (cheap against the extraction: docs/exploratory-runs.md,
+HOG extraction), so any change to the data files, however made, gives a new key; a size+mtime
+fingerprint would be cheaper but can miss a copied or rewritten file. The key also holds the
+extractor's parameters and skimage's version, whose HOG
 implementation the features depend on. Features cover a whole file split (the training or the
 test files), so a new validation split or classifier setting (``model.C``) reuses them.
 """

@@ -30,7 +30,7 @@ class HogParams:
     pixel is taken before the gradients, which damps strong illumination edges against texture.
     ``color_hist_bins`` > 0 appends, per channel, a histogram of that many equal-width intensity bins
     (see :func:`color_histogram`; one grey histogram for single-channel images); 0 appends nothing.
-    The defaults are the measured best on CIFAR-10 (conf/model/hog_svm.yaml says by how much).
+    The defaults are the measured best on CIFAR-10 (docs/exploratory-runs.md says by how much).
     """
 
     orientations: int = 9

@@ -46,7 +46,7 @@ class ConvGroup(nn.Sequential):
 
 
 class AirbenchNet(nn.Module):
-    """~2 M parameters on CIFAR-10; reaches 94 % in about 10 epochs with the speedrun94 recipe."""
+    """~2 M parameters on CIFAR-10; the speedrun94 recipe's net (its figures: docs/performance.md)."""
 
     def __init__(
         self,
