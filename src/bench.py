@@ -13,12 +13,12 @@ from train import CONFIG_DIR
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="bench")
 def run(cfg: DictConfig) -> None:
-    from cnnlab.bench import run_benchmark
     from cnnlab.errors import exit_on_user_error
+    from cnnlab_bench.throughput import run_benchmark
 
     with exit_on_user_error():
         if cfg.get("suite"):
-            from cnnlab.suite import run_suite
+            from cnnlab_bench.suite import run_suite
 
             run_suite(cfg, Path(CONFIG_DIR), Path(cfg.paths.output_dir))
         else:

@@ -105,7 +105,7 @@ def test_every_gpu_suite_item_composes_into_a_valid_config(tmp_path: Path) -> No
     """The items the dry run above leaves out: each command's overrides compose (nothing runs)."""
     from hydra import compose, initialize_config_dir
 
-    from cnnlab.suite import ENTRY, item_command, load_suite, selected_items
+    from cnnlab_bench.suite import ENTRY, item_command, load_suite, selected_items
     from tests.conftest import CONF
 
     suite = load_suite(CONF, "gpu")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cnnlab import plain_script, whole_run
+from cnnlab_bench import plain_script, whole_run
 
 
 def test_plain_script_trains_and_tests_smallcnn(tiny_data: Path) -> None:
@@ -31,9 +31,11 @@ def test_comparison_times_both_sides_and_reports_their_ratio(tiny_data: Path, tm
         assert f"mnist, {side}, run 1 of 1: {result[f'{side}_wall_s'][0]:.1f} s" in progress
 
 
-def test_a_failing_side_stops_the_comparison_with_its_error(tmp_path: Path, capsys) -> None:
+def test_a_failing_side_stops_the_comparison_with_its_error(tiny_data: Path, tmp_path: Path, capsys) -> None:
+    # with the data present, the unknown loader is what stops python -m train
+    bad_loader = [f"data.root={tiny_data}", "data.loader=dataloader"]
     with pytest.raises(SystemExit) as stopped:
-        whole_run.main(["--data=mnist", "--repeats=1", f"--out={tmp_path / 'out'}", "data.loader=dataloader"])
+        whole_run.main(["--data=mnist", "--repeats=1", f"--out={tmp_path / 'out'}", *bad_loader])
     assert stopped.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "data.loader='dataloader' is unknown" in err[0]

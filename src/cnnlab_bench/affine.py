@@ -1,6 +1,6 @@
 """Time one batch of random affines, torchvision-per-image vs whole-batch implementations.
 
-    python -m cnnlab.data.affine_benchmark [--batch 128] [--shape 1 28 28] [--threads 1]
+    python -m cnnlab_bench.affine [--batch 128] [--shape 1 28 28] [--threads 1]
 
 Compares, on the same uint8 batch and MNIST's RandomAffine(degrees=10, translate=(0.1, 0.1)):
 torchvision's v2.RandomAffine image by image (what a DataLoader worker does), cnnlab's
@@ -33,13 +33,14 @@ def best_ms(function: Callable[[], object], repeats: int) -> float:
     return 1000 * min(times)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    """Print and return the ms per batch of each implementation."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--shape", type=int, nargs=3, default=[1, 28, 28], metavar=("C", "H", "W"))
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     channels, height, width = args.shape
@@ -90,9 +91,12 @@ def main() -> None:
         candidates["kornia.geometry.warp_affine (same matrices)"] = kornia_warp
         print(f"kornia {kornia.__version__}")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {tuple(images.shape)} uint8")
+    milliseconds = {}
     for index, (name, function) in enumerate(candidates.items()):
         repeats = min(args.repeats, 5) if index == 0 else args.repeats  # the per-image loop is slow
-        print(f"{best_ms(function, repeats):9.3f} ms  {name}")
+        milliseconds[name] = best_ms(function, repeats)
+        print(f"{milliseconds[name]:9.3f} ms  {name}")
+    return milliseconds
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
-"""Seconds to serve one epoch of augmented, normalised MNIST training batches, model left out.
+"""Seconds to serve one epoch of augmented, normalised training batches, model left out.
 
-    CNNLAB_DATA=<data root> python -m cnnlab.data.augment_benchmark [data=mnist ...]
+    CNNLAB_DATA=<data root> python -m cnnlab_bench.augment [data=mnist ...]
 
 Times three data paths over the configured dataset and augmentation (Hydra overrides as for
 ``python -m train``): the DataLoader with the augmentation image by image in its workers (what
@@ -21,11 +21,16 @@ from hydra.utils import instantiate
 
 from cnnlab.data import ImageDataModule
 
-CONF = str(Path(__file__).resolve().parents[3] / "conf")  # conf/ beside src/ (editable install)
+PATHS = (
+    "DataLoader, per-image augmentation in the workers (before)",
+    "DataLoader, whole-batch augmentation after transfer",
+    "device-resident (data.loader=tensor)",
+)
 
 
-def datamodule(overrides: list[str], loader: str) -> ImageDataModule:
-    with initialize_config_dir(CONF, version_base="1.3"):
+def datamodule(config_dir: Path, overrides: list[str], loader: str) -> ImageDataModule:
+    """The training split of ``python -m train <overrides>``, set up as a fit on the CPU would see it."""
+    with initialize_config_dir(str(config_dir), version_base="1.3"):
         cfg = compose("train", [*overrides, f"data.loader={loader}"])
     dm: ImageDataModule = instantiate(cfg.data)
     dm.setup("fit")
@@ -42,20 +47,29 @@ def epoch_seconds(dm: ImageDataModule) -> float:
     return time.perf_counter() - start
 
 
-def main() -> None:
-    overrides = ["data=mnist", *sys.argv[1:]]
-    per_image = datamodule(overrides, "torch")
-    per_image.train_set.transform = per_image.train_transform  # the old path: augment in the worker
+def measure(config_dir: Path, overrides: list[str]) -> dict[str, float]:
+    """Seconds per epoch of each data path in PATHS; prints one line per path."""
+    per_image = datamodule(config_dir, overrides, "torch")
+    # the DataModule no longer offers the old path: put the augmentation back into the workers and
+    # take it out of the batch transfer
+    per_image.train_set.transform = per_image.train_transform
     per_image._batched_ops = []
-    paths = {
-        "DataLoader, per-image augmentation in the workers (before)": per_image,
-        "DataLoader, whole-batch augmentation after transfer": datamodule(overrides, "torch"),
-        "device-resident (data.loader=tensor)": datamodule(overrides, "tensor"),
-    }
+    batched, resident = (datamodule(config_dir, overrides, loader) for loader in ("torch", "tensor"))
+    modules = (per_image, batched, resident)
     augment = [type(t).__name__ for t in per_image.augment]
     print(f"{' '.join(overrides)}: {augment}, {len(per_image.train_set)} images, torch {torch.__version__}")
-    for name, dm in paths.items():
-        print(f"{epoch_seconds(dm):8.2f} s  {name}")
+    seconds = {}
+    for name, dm in zip(PATHS, modules, strict=True):
+        seconds[name] = epoch_seconds(dm)
+        print(f"{seconds[name]:8.2f} s  {name}")
+    return seconds
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    from train import CONFIG_DIR  # the configs python -m train composes, wherever they are installed
+
+    overrides = ["data=mnist", *(sys.argv[1:] if argv is None else argv)]
+    return measure(Path(CONFIG_DIR), overrides)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,11 @@
-"""The hand-written PyTorch script that `python -m train` is timed against (`python -m cnnlab.whole_run`).
+"""The hand-written PyTorch script that `python -m train` is timed against (`cnnlab_bench.whole_run`).
 
 One epoch of SmallCNN as a user would write it without a framework: a DataLoader with worker
 processes and per-image torchvision augmentation, SGD with Nesterov momentum and weight decay, cosine
 annealing per batch, a validation pass, then the test set. It borrows only the network class and the
 file readers, so both sides train the same model on the same bytes.
 
-    python -m cnnlab.plain_script --data mnist [--epochs 1] [--batch-size 128]
+    python -m cnnlab_bench.plain_script --data mnist [--epochs 1] [--batch-size 128]
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def accuracy(net: torch.nn.Module, loader: DataLoader, mean: torch.Tensor, std: 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(
-        prog="python -m cnnlab.plain_script", description=__doc__.splitlines()[0]
+        prog="python -m cnnlab_bench.plain_script", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--data", choices=sorted(RECIPES), default="mnist")
     parser.add_argument("--root", default=os.environ.get("CNNLAB_DATA", "data"))

@@ -1,11 +1,12 @@
-"""`python -m cnnlab.whole_run`: one epoch end to end, `python -m train` against a hand-written script.
+"""`python -m cnnlab_bench.whole_run`: one epoch end to end, `python -m train` against a hand-written script.
 
 Both are timed as whole processes (imports, data, training, test, and for `python -m train` its
 evaluation and figures) in one invocation, alternating which goes first, so a machine that slows
 down during the comparison slows both. The figure per side is the fastest of ``--repeats`` runs;
 the ratio is framework / script (below 1.0: the framework is faster).
 
-    python -m cnnlab.whole_run [--data mnist,fashion_mnist,cifar10] [--repeats 2] [--out outputs/whole_run]
+    python -m cnnlab_bench.whole_run [--data mnist,fashion_mnist,cifar10] [--repeats 2]
+        [--out outputs/whole_run] [train overrides ...]
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def compare(
         run_dir = out / f"{dataset}-{repeat}"
         train = [sys.executable, "-m", "train", "model=smallcnn", f"data={dataset}", "trainer.max_epochs=1"]
         train += [f"hydra.run.dir={run_dir}", *train_args]
-        plain = [sys.executable, "-m", "cnnlab.plain_script", f"--data={dataset}", *script_args]
+        plain = [sys.executable, "-m", "cnnlab_bench.plain_script", f"--data={dataset}", *script_args]
         order = [("framework", train), ("script", plain)]
         for side, command in order if repeat % 2 == 0 else order[::-1]:
             wall, stdout = _timed(command, env)
@@ -65,7 +66,7 @@ def compare(
         "ratio": round(min(framework) / min(script), 3),
         **accuracies,
         "framework_command": "python -m train model=smallcnn data=" + dataset + " trainer.max_epochs=1",
-        "script_command": f"python -m cnnlab.plain_script --data={dataset}",
+        "script_command": f"python -m cnnlab_bench.plain_script --data={dataset}",
     }
 
 
@@ -83,7 +84,9 @@ def table(results: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
-    parser = argparse.ArgumentParser(prog="python -m cnnlab.whole_run", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m cnnlab_bench.whole_run", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--data", default="mnist,fashion_mnist,cifar10", help="comma-separated datasets")
     parser.add_argument("--repeats", type=int, default=2, help="runs per side; the fastest counts")
     parser.add_argument("--out", default="outputs/whole_run", help="run directories and whole_run.json")
