@@ -1,6 +1,6 @@
 """Images/s of an exported classifier in onnxruntime and TorchScript against PyTorch eager, on the CPU.
 
-    python benchmarks/export_speed.py docs/runs/smallcnn-cifar10-seed0 docs/runs/smallvgg-cifar10-seed0
+    python -m cnnlab_bench.export_speed docs/runs/smallcnn-cifar10-seed0 docs/runs/smallvgg-cifar10-seed0
 
 Each run is exported (fp32, checked) into a temporary folder, then every engine classifies the same
 normalised random batches on ``--threads`` threads. A figure is the best of ``--rounds`` rounds of at
