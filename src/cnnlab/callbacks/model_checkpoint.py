@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint as LightningModelCheckpoint
@@ -30,11 +31,15 @@ class ModelCheckpoint(LightningModelCheckpoint):
             warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
             super().setup(trainer, pl_module, stage)
 
-    def _monitor_candidates(self, trainer: L.Trainer) -> dict[str, Tensor]:
-        candidates = super()._monitor_candidates(trainer)
-        candidates["epoch"] = candidates["epoch"] + 1
-        return candidates
+    def format_checkpoint_name(
+        self, metrics: dict[str, Tensor], filename: str | None = None, ver: int | None = None, **kwargs: Any
+    ) -> str:
+        if "epoch" in metrics:  # Lightning's is the 0-based epoch in progress
+            metrics = {**metrics, "epoch": metrics["epoch"] + 1}
+        return super().format_checkpoint_name(metrics, filename, ver, **kwargs)
 
+    # Lightning has no public hook for these two; tests/test_lightning_contract.py fails loudly when
+    # their signatures change
     def _save_last_checkpoint(self, trainer: L.Trainer, monitor_candidates: dict[str, Tensor]) -> None:
         if self.save_last == "link" and self._last_global_step_saved != trainer.global_step:
             self._last_checkpoint_saved = ""  # no checkpoint of these weights: write last.ckpt itself
