@@ -3,10 +3,14 @@ returns one figure per thing it compares. Timings are never asserted: they depen
 
 from __future__ import annotations
 
+import re
+import sys
 from pathlib import Path
 
+import pytest
+
 from cnnlab_bench import affine, augment, hog_extraction
-from tests.conftest import CONF
+from tests.conftest import CONF, TINY, run_entry
 
 
 def test_affine_times_every_implementation_on_one_batch(capsys) -> None:
@@ -46,3 +50,27 @@ def test_hog_extraction_times_the_loop_and_the_parallel_extractor(tiny_data: Pat
     assert out[0].startswith("300 CIFAR-10 images, HOG ")  # 5 x 40 training + 100 test images
     assert out[1].startswith("per-image loop") and " 20 images in " in out[1]
     assert all(" 300 images in " in line and line.endswith("img/s)") for line in out[2:])
+
+
+def test_export_speed_times_every_engine_at_every_batch_size(
+    tiny_data: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    pytest.importorskip("onnxruntime", reason='the [export] extra: pip install -e ".[export]"')
+    from cnnlab_bench import export_speed
+
+    run_dir = tmp_path / "run"
+    with pytest.MonkeyPatch.context() as patch:
+        args = [f"hydra.run.dir={run_dir}", f"data.root={tiny_data}", *TINY, "model=smallcnn"]
+        run_entry("train", [*args, "model.widths=[8,16,16]"], patch)
+    capsys.readouterr()
+    quick = ["--batches", "1", "2", "--threads=1", "--seconds=0.01", "--rounds=1"]
+    monkeypatch.setattr(sys, "argv", ["export_speed", str(run_dir), *quick])
+    export_speed.main()
+    out = capsys.readouterr().out
+    engines = ("PyTorch eager", "onnxruntime", "TorchScript")
+    for engine in engines:
+        for batch in (1, 2):
+            assert re.search(rf"^SmallCNN +{engine} +batch +{batch}: +[0-9.]+ images/s$", out, re.MULTILINE)
+    table = out[out.index("| model |") :].strip().splitlines()
+    assert table[0] == "| model | engine | batch 1 (images/s) | batch 2 (images/s) |"
+    assert [row.split(" | ")[1] for row in table[2:]] == list(engines)
