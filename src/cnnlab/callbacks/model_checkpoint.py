@@ -31,6 +31,13 @@ class ModelCheckpoint(LightningModelCheckpoint):
             warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
             super().setup(trainer, pl_module, stage)
 
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        with warnings.catch_warnings():
+            # a run continued from another run's checkpoint (ckpt_path=<other run>/...) keeps its best
+            # checkpoints in its own directory: the other run's are not its to track, nothing to warn about
+            warnings.filterwarnings("ignore", message=r"The dirpath has changed from")
+            super().load_state_dict(state_dict)
+
     def format_checkpoint_name(
         self, metrics: dict[str, Tensor], filename: str | None = None, ver: int | None = None, **kwargs: Any
     ) -> str:
