@@ -156,7 +156,7 @@ def test_an_accelerator_lightning_rejects_later_gets_the_same_message() -> None:
 
     from cnnlab.errors import ConfigError
     from cnnlab.runs.preflight import ACCELERATORS
-    from cnnlab.training.fit import build_trainer
+    from cnnlab.training.build import build_trainer
 
     # the early check knows the names Lightning knows
     assert set(ACCELERATORS) == {*AcceleratorRegistry.available_accelerators(), "auto", "gpu"}

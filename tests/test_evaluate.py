@@ -20,7 +20,8 @@ from cnnlab.analysis.checkpoints import load_trained_model
 from cnnlab.analysis.inference import predict_logits, trained_precision
 from cnnlab.data import readers
 from cnnlab.errors import CheckpointError
-from cnnlab.runs.record import read_run_record, resolve_checkpoint_path, summary_line
+from cnnlab.runs.record import read_run_record, resolve_checkpoint_path
+from cnnlab.tasks import summary_line
 from tests.conftest import TINY, run_cli, run_entry
 
 TABLES = [

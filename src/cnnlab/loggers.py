@@ -24,7 +24,7 @@ from omegaconf import OmegaConf
 from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
 from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
 
-from cnnlab.runs.record import HPARAM_SETTINGS
+from cnnlab.runs.record import HPARAM_SETTINGS, current_choices, hparam_metrics, hparams, task_overrides
 
 # the HParams column an override's key shows under, where it is not the key itself
 _COLUMN_OF_SETTING = {key: column for column, key in HPARAM_SETTINGS.items()}
@@ -210,3 +210,18 @@ def _hparams_summary(tag: str, content: plugin_data_pb2.HParamsPluginData) -> Su
         plugin_name=metadata.PLUGIN_NAME, content=content.SerializeToString()
     )
     return Summary(value=[Summary.Value(tag=tag, metadata=SummaryMetadata(plugin_data=plugin_data))])
+
+
+def log_run_hparams(
+    loggers: Collection[Any], config: dict[str, Any], record: Mapping[str, Any], lr_found: float | None
+) -> None:
+    """Give every logger what tells this run apart; TensorBoard's HParams tab pairs it with the record's
+    figures. ``lr_found``: the LR finder's suggestion the run trained with, instead of the config's."""
+    run_hparams = hparams(config, current_choices(), task_overrides())
+    if lr_found:
+        run_hparams["lr"] = lr_found
+    for logger in loggers:
+        if isinstance(logger, LightningTensorBoardLogger):
+            logger.log_hyperparams(run_hparams, hparam_metrics(record))
+        else:
+            logger.log_hyperparams(run_hparams)

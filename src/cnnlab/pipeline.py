@@ -7,26 +7,45 @@ import logging
 import os
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig
-from torch import nn
 
 from cnnlab.data import ImageDataModule
 from cnnlab.models.build import instantiate_model
 from cnnlab.runs import resume
 from cnnlab.runs.determinism import configure_determinism
+from cnnlab.runs.console import quiet_library_noise
 from cnnlab.runs.distributed import is_global_zero
 from cnnlab.runs.preemption import Preempted, requeue_slurm_job
-from cnnlab.runs.record import RUN_RECORD, common_record, summary_line, timestamp, write_json_atomic
-from cnnlab.training.fit import TENSORBOARD, TEST_PREDICTIONS, fit_network, quiet_library_noise
+from cnnlab.runs.record import common_record, timestamp
+from cnnlab.runs.run_record import (
+    BEST_CHECKPOINT,
+    BEST_VAL_ACC,
+    TEST_ACC,
+    TEST_F1_MACRO,
+    RunRecord,
+    write_run_record,
+)
+from cnnlab.tasks import summary_line, task_of_model
 
 log = logging.getLogger(__name__)
 
 
-def train(cfg: DictConfig) -> dict[str, Any]:
+# what a run trained for longer keeps of its shorter self's record (``extended_from``)
+EXTENDED_FIELDS = (
+    "epochs",
+    "max_epochs",
+    BEST_VAL_ACC,
+    TEST_ACC,
+    TEST_F1_MACRO,
+    "train_time_s",
+    "finished_at",
+)
+
+
+def train(cfg: DictConfig) -> RunRecord:
     """Fit, test and write the run record; returns the record."""
     quiet_library_noise()
     output_dir = Path(cfg.paths.output_dir)
@@ -46,44 +65,32 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         from cnnlab.analysis.checkpoints import initialise_backbone
 
         initialise_backbone(model, cfg.model.backbone_ckpt)
-    if isinstance(model, nn.Module):
-        try:
-            results = fit_network(cfg, model, datamodule, output_dir)
-        except Preempted as stop:
-            record_preemption(cfg, datamodule, started_at, stop, resumed_from)
-            raise
-        if results is None:  # lr_find.enabled without apply: the plot and the suggestion are the output
-            return {}
-    else:
-        from cnnlab.baselines.runner import fit_classical  # sklearn / skimage load only for classical models
-
-        results = fit_classical(cfg, model, datamodule, output_dir)
-    # for the evaluation: the test loop's logits, and the open TensorBoard logger (one event file)
-    test_predictions = results.pop(TEST_PREDICTIONS, None)
-    tensorboard = results.pop(TENSORBOARD, None)
+    task = task_of_model(model)
+    fit = task.resolve("fit")  # the classical fit loads sklearn / skimage, and only for classical models
     try:
-        record = {**common_record(cfg, datamodule, started_at), **results}
+        result = fit(cfg, model, datamodule, output_dir)
+    except Preempted as stop:
+        record_preemption(cfg, datamodule, started_at, stop, resumed_from)
+        raise
+    if result is None:  # lr_find.enabled without apply: the plot and the suggestion are the output
+        return {}
+    # for the evaluation: the test loop's logits, and the open TensorBoard logger (one event file)
+    test_predictions, tensorboard = result.test_predictions, result.tensorboard
+    try:
+        record: RunRecord = {**common_record(cfg, datamodule, started_at), **result.record}
         record["finished_at"] = timestamp(datetime.now(timezone.utc))
         record["resumed_from"] = os.path.relpath(resumed_from, output_dir) if resumed_from else None
         if previous is not None:
-            kept = (
-                "epochs",
-                "max_epochs",
-                "best_val_acc",
-                "test_acc",
-                "test_f1_macro",
-                "train_time_s",
-                "finished_at",
-            )
-            record["extended_from"] = {key: previous.get(key) for key in kept}
+            record["extended_from"] = {key: previous.get(key) for key in EXTENDED_FIELDS}
         if not is_global_zero():  # DDP: rank 0 writes the record
             return record
-        write_json_atomic(output_dir / RUN_RECORD, record)
-        if cfg.get("evaluate") and isinstance(model, nn.Module) and record.get("best_checkpoint"):
+        record = write_run_record(output_dir, record)
+        # a network's checkpoint is analysed here; the classical fit writes its evaluation itself
+        if cfg.get("evaluate") and task.is_network and record.get(BEST_CHECKPOINT):
             from cnnlab.analysis.evaluation import evaluate_checkpoint  # matplotlib, captum: only when needed
 
             evaluate_checkpoint(
-                output_dir / record["best_checkpoint"],
+                output_dir / record[BEST_CHECKPOINT],
                 output_dir / "eval",
                 overwrite=previous is not None,  # a run trained for longer replaces its shorter self's
                 tensorboard=tensorboard.experiment if tensorboard else (output_dir / "tensorboard").is_dir(),
@@ -108,7 +115,7 @@ def record_preemption(
     if not is_global_zero():
         return
     output_dir = Path(cfg.paths.output_dir)
-    record = {
+    record: RunRecord = {
         **common_record(cfg, datamodule, started_at),
         "status": "preempted",
         "signal": stop.signal_name,
@@ -119,10 +126,10 @@ def record_preemption(
         "resumed_from": os.path.relpath(resumed_from, output_dir) if resumed_from else None,
         "requeued_slurm_job": None,
     }
-    write_json_atomic(output_dir / RUN_RECORD, record)
+    write_run_record(output_dir, record)
     if stop.requeue:
         record["requeued_slurm_job"] = requeue_slurm_job()
-        write_json_atomic(output_dir / RUN_RECORD, record)
+        write_run_record(output_dir, record)
     then = (
         f"SLURM job {record['requeued_slurm_job']} requeued"
         if record["requeued_slurm_job"]

@@ -26,8 +26,9 @@ from cnnlab.callbacks.throughput import synchronize
 from cnnlab.data import ImageDataModule
 from cnnlab.errors import ConfigError
 from cnnlab.models.build import instantiate_model
+from cnnlab.runs.console import quiet_library_noise
 from cnnlab.runs.record import device_name, write_json_atomic
-from cnnlab.training.fit import build_module, quiet_library_noise
+from cnnlab.training.build import build_module
 from cnnlab.training.precision import resolve_precision
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import OmegaConf
 from torch import nn
 
@@ -22,6 +22,7 @@ from cnnlab.data import ImageDataModule
 from cnnlab.errors import CheckpointError, reason_of
 from cnnlab.models.build import instantiate_model
 from cnnlab.runs.record import RUN_RECORD, read_run_record, resolve_checkpoint_path
+from cnnlab.tasks import Task, task_of_model
 
 log = logging.getLogger(__name__)
 
@@ -55,17 +56,22 @@ class TrainedModel:
     def class_names(self) -> list[str]:
         return self.datamodule.classes
 
-    @property
-    def task(self) -> str:
-        return task_of_config(self.config)
+    @cached_property
+    def task(self) -> Task:
+        return task_of_config(self.config, self.checkpoint_path)
 
 
-def task_of_config(config: dict[str, Any]) -> str:
-    """classify, detect or segment: the task of a checkpoint's model, from its saved config."""
+def task_of_config(config: dict[str, Any], path: Path | None = None) -> Task:
+    """The task of a checkpoint's model, from its class (the ``_target_`` of its saved config)."""
     target = str(config["model"].get("_target_", ""))
-    return {"cnnlab.models.detector.Detector": "detect", "cnnlab.models.unet.UNet": "segment"}.get(
-        target, "classify"
-    )
+    try:
+        model_class = get_class(target)
+    except Exception as error:  # Hydra wraps the ImportError / AttributeError of a moved or renamed class
+        raise CheckpointError(
+            f"{path or 'the checkpoint'} names the model class {target}, which cannot be imported "
+            f"({reason_of(error)}); use the cnnlab version that trained it"
+        ) from error
+    return task_of_model(model_class)
 
 
 def run_dir_of(checkpoint_path: Path) -> Path | None:
@@ -131,7 +137,7 @@ def load_trained_model(
     path = resolve_checkpoint_path(path)
     checkpoint = read_checkpoint(path)
     config: dict[str, Any] = checkpoint["cnnlab_config"]
-    task = task_of_config(config)
+    task = task_of_config(config, path).name
     if tasks is not None and task not in tasks:
         model = str(config["model"]["_target_"]).rsplit(".", 1)[-1]
         raise CheckpointError(

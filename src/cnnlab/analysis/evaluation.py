@@ -27,6 +27,7 @@ from cnnlab.runs.record import (
     saved_choices,
     write_json_atomic,
 )
+from cnnlab.tasks import CLASSIFY
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ def evaluate_checkpoint(
     if download:
         datamodule.download = True
         datamodule.prepare_data()
-    if model.task != "classify":
+    if model.task.name != CLASSIFY:  # detect, segment: their own analysis, named by their task
         return _evaluate_dense(model, out, pick_device(device), batch_size, tensorboard)
     datamodule.setup("test")  # reads the test files: a data problem stops us before anything is written
     test_set = datamodule.test_set
@@ -149,7 +150,7 @@ def evaluate_checkpoint(
         target = _tensorboard_dir(model, out) if tensorboard is True else tensorboard
         _log_to_tensorboard(model, record, pictures, metrics, target, out.name)
     log.info(fit["line"])
-    log.info(summary_line(metrics))
+    log.info(model.task.resolve("evaluation_line")(metrics))
     return metrics
 
 
@@ -167,13 +168,8 @@ def _matches(test_predictions: tuple[torch.Tensor, torch.Tensor] | None, labels:
 def _evaluate_dense(
     model: TrainedModel, out: Path, device: torch.device, batch_size: int, tensorboard: bool
 ) -> dict[str, Any]:
-    """A detector's or U-Net's test-canvas analysis (analysis/detection.py, analysis/segmentation.py)."""
-    if model.task == "detect":
-        from cnnlab.analysis import detection as analysis
-    else:
-        from cnnlab.analysis import segmentation as analysis
-    runner = analysis.evaluate_detection if model.task == "detect" else analysis.evaluate_segmentation
-    result = runner(model, out, device, batch_size)
+    """A detector's or U-Net's test-canvas analysis (its task's: analysis/detection.py, segmentation.py)."""
+    result = model.task.resolve("evaluate")(model, out, device, batch_size)
     record = (
         read_run_record(model.run_dir) if model.run_dir and (model.run_dir / RUN_RECORD).is_file() else {}
     )
@@ -197,7 +193,7 @@ def _evaluate_dense(
         images = {f"eval/{name}": path for name, path in result["pictures"].items()}
         log_dir = _tensorboard_dir(model, out)
         log_evaluation(log_dir, images, hparams(model.config), final, step=model.global_step)
-    print(analysis.summary_line(metrics))
+    print(model.task.resolve("evaluation_line")(metrics))
     return metrics
 
 

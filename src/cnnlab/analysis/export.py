@@ -51,7 +51,8 @@ METADATA_KEYS = (
     "cnnlab.input",
     "cnnlab.output",
 )
-# exported fp32 against the checkpoint in fp32: only the order of float sums differs (measured: < 1e-5)
+# exported fp32 against the checkpoint in fp32: only the order of float sums differs
+# (the differences measured: docs/export.md#the-check-at-export)
 FP32_TOLERANCE = 1e-3
 # a bf16 file against the checkpoint in its run's bf16 autocast: bf16 keeps 8 bits of mantissa, and
 # casting every weight (not only the matmuls, as autocast does) moves logits by up to a few tenths
@@ -267,15 +268,12 @@ def refuse_dense(ckpt_path: str | Path | None) -> None:
     """Detectors and U-Nets are not exported: their raw outputs are not what a user wants from the file."""
     path = resolve_checkpoint_path(ckpt_path)
     config = read_checkpoint(path)["cnnlab_config"]
-    task = task_of_config(config)
-    if task != "classify":
+    task = task_of_config(config, path)
+    if task.export_refusal is not None:
         model = str(config["model"]["_target_"]).rsplit(".", 1)[-1]
-        # why not the bare network: the file's metadata and check describe class logits, and turning a
-        # detector's grid into boxes (or a U-Net's logits into a mask at the image's size) takes
-        # cnnlab's decoding, which a file without it would leave every user to rewrite
         raise CheckpointError(
-            f"{path} is a {task} checkpoint ({model}): python -m export writes classifiers only, since "
-            "its boxes or masks need cnnlab's decoding; use python -m predict ckpt_path=... image=..."
+            f"{path} is a {task.name} checkpoint ({model}): {task.export_refusal}; "
+            "use python -m predict ckpt_path=... image=..."
         )
 
 

@@ -14,6 +14,7 @@ from torchvision.transforms.v2 import functional as F
 from cnnlab.analysis.checkpoints import TrainedModel, load_trained_model
 from cnnlab.analysis.inference import pick_device, predict_logits, trained_precision
 from cnnlab.errors import ConfigError, DataError
+from cnnlab.tasks import CLASSIFY, DETECT
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
@@ -129,7 +130,7 @@ def predict(
     out = check_output(output, overwrite)
     files = image_files(image)
     model = load_trained_model(ckpt_path, dataset=dataset)
-    if model.task != "classify":
+    if model.task.name != CLASSIFY:
         return predict_dense(
             model, files, out, pick_device(device), batch_size, output_dir, min_score, overwrite
         )
@@ -163,7 +164,7 @@ def predict_dense(
         )
     channels = model.datamodule.shape[0]
     originals = [read_image(path, channels, None) for path in files]
-    if model.task == "detect":
+    if model.task.name == DETECT:
         predictions = detect_files(model, files, originals, device, batch_size, min_score)
     else:
         predictions = segment_files(model, files, originals, device, batch_size)
@@ -178,7 +179,7 @@ def predict_dense(
         out.parent.mkdir(parents=True, exist_ok=True)
         with out.open("w", newline="") as file:
             writer = csv.writer(file)
-            if model.task == "detect":
+            if model.task.name == DETECT:
                 writer.writerow(["file", "class", "score", "x1", "y1", "x2", "y2"])
                 for p in predictions:
                     for name, score, box in p["boxes"]:

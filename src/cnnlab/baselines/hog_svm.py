@@ -23,6 +23,8 @@ class HogSVM:
     record's label: ``hog``, or ``hog+color_hist`` with the histogram.
     """
 
+    task = "classical"  # cnnlab.tasks: fit, evaluated and predicted by cnnlab.baselines, not Lightning
+
     def __init__(
         self,
         orientations: int = 9,

@@ -22,6 +22,7 @@ from cnnlab.baselines.trained import MODEL_FILE
 from cnnlab.data import ImageDataModule
 from cnnlab.errors import ConfigError
 from cnnlab.runs.record import hydra_choice, write_json_atomic
+from cnnlab.tasks import CLASSICAL, FitResult, get_task
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +43,7 @@ def split_features(
     return features, cached, time.perf_counter() - started
 
 
-def fit_classical(
-    cfg: DictConfig, model: Any, datamodule: ImageDataModule, output_dir: Path
-) -> dict[str, Any]:
+def fit_classical(cfg: DictConfig, model: Any, datamodule: ImageDataModule, output_dir: Path) -> FitResult:
     """Fit on the training images, score the validation images, test; the run-specific record fields."""
     if not isinstance(model, HogSVM):
         raise ConfigError(
@@ -101,27 +100,28 @@ def fit_classical(
             _write_evaluation(summary, datamodule, eval_dir)
         test_acc, test_f1, test_images = summary["accuracy"], summary["f1_macro"], len(test_split)
 
-    return {
-        "features": model.features,
-        "feature_dim": int(all_features.shape[1]),
-        "feature_params": model.feature_settings(),
-        "features_cached": cached,
-        "feature_time_s": round(feature_time, 2),
-        "params": int(svm.coef_.size + svm.intercept_.size),
-        "epochs": None,
-        "C": model.C,
-        "converged": converged,
-        "train_time_s": round(train_time, 2),
-        "best_val_acc": val_acc,
-        "test_acc": test_acc,
-        "test_f1_macro": test_f1,
-        "train_images": len(train_idx),
-        "val_images": len(val_idx),
-        "test_images": test_images,
-        "test_set_images": test_images,
-        "device": f"cpu ({os.cpu_count()} cores)",
-        "model_file": MODEL_FILE,
-    }
+    test_figures = {"test/acc": test_acc, "test/f1_macro": test_f1} if test_acc is not None else {}
+    return FitResult(
+        {
+            "features": model.features,
+            "feature_dim": int(all_features.shape[1]),
+            "feature_params": model.feature_settings(),
+            "features_cached": cached,
+            "feature_time_s": round(feature_time, 2),
+            "params": int(svm.coef_.size + svm.intercept_.size),
+            "epochs": None,
+            "C": model.C,
+            "converged": converged,
+            "train_time_s": round(train_time, 2),
+            **get_task(CLASSICAL).record_fields(val_acc, test_figures),
+            "train_images": len(train_idx),
+            "val_images": len(val_idx),
+            "test_images": test_images,
+            "test_set_images": test_images,
+            "device": f"cpu ({os.cpu_count()} cores)",
+            "model_file": MODEL_FILE,
+        }
+    )
 
 
 def _write_evaluation(summary: dict[str, Any], datamodule: ImageDataModule, eval_dir: Path) -> None:

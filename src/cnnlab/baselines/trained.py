@@ -69,6 +69,8 @@ def load_classical(
             "python -m train model=hog_svm wrote"
         )
     config = OmegaConf.load(config_file)
+    if "paths" in config:  # this run directory, as Hydra named it then (a folder's split.csv is in it)
+        config.paths.output_dir = str(run_dir)
     try:
         data_config = OmegaConf.create(OmegaConf.to_container(config.data, resolve=True))
         model_config = OmegaConf.create(OmegaConf.to_container(config.model, resolve=True))
@@ -103,10 +105,11 @@ def evaluate_classical(
     download: bool = False,
 ) -> dict[str, Any]:
     """The test-set report of a classical run: what training writes to eval/, in a new output folder."""
-    from cnnlab.analysis.evaluation import EVAL_METRICS, choose_output_dir, summary_line
+    from cnnlab.analysis.evaluation import EVAL_METRICS, choose_output_dir
     from cnnlab.analysis.figures import plot_confusion_matrix
     from cnnlab.analysis.reports import write_classification_reports
     from cnnlab.runs.record import write_json_atomic
+    from cnnlab.tasks import CLASSICAL, get_task
 
     trained = load_classical(run_dir, dataset, data_root)
     out = choose_output_dir(output_dir, run_dir, overwrite)
@@ -137,7 +140,7 @@ def evaluate_classical(
         "output_dir": str(out),
     }
     write_json_atomic(out / EVAL_METRICS, metrics)
-    print(summary_line(metrics))
+    print(get_task(CLASSICAL).resolve("evaluation_line")(metrics))
     return metrics
 
 

@@ -176,6 +176,8 @@ class CanvasDataModule(L.LightningDataModule):
     ``val_size`` and ``split_seed`` hold out the same validation images as that dataset's classifier.
     """
 
+    holds = "canvases"  # what it feeds (cnnlab.tasks): detectors and U-Nets, not whole-image classifiers
+
     def __init__(
         self,
         name: str,

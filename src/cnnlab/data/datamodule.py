@@ -80,6 +80,8 @@ class ImageDataModule(L.LightningDataModule):
     training files (seeded by ``split_seed``; ``val_size`` then ignored and set to the fold's size).
     """
 
+    holds = "images"  # what it feeds (cnnlab.tasks): whole-image classifiers, networks and classical
+
     def __init__(
         self,
         name: str,

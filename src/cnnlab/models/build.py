@@ -11,16 +11,19 @@ from torch import nn
 
 from cnnlab.errors import ConfigError
 
-NOT_CLASS_ARGUMENTS = ("channels_last", "monitor", "backbone_ckpt")
+# The model options any model config may set that the run reads, not the model class: the layout
+# (``channels_last``, a model option in runs recorded before it became the run's), the checkpoint metric
+# (``monitor``, read by conf/callbacks) and the backbone's initialisation (``backbone_ckpt``, loaded by the
+# pipeline). A model config lists options of its own under RUN_OPTIONS_KEY.
+RUN_OPTIONS = ("channels_last", "monitor", "backbone_ckpt")
+RUN_OPTIONS_KEY = "_run_options_"
 
 
 def instantiate_model(cfg: DictConfig) -> Any:
-    """The model the config names, without the options that are not class arguments: the layout
-    (``channels_last``, a model option in runs recorded before it became the run's), the task's
-    checkpoint metric (``monitor``) and the backbone's initialisation (``backbone_ckpt``, loaded by
-    the pipeline)."""
+    """The model the config names, given its class arguments only (not the run options above)."""
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
-    for option in NOT_CLASS_ARGUMENTS:
+    own_options = model_cfg.pop(RUN_OPTIONS_KEY, None) or ()
+    for option in (*RUN_OPTIONS, *own_options):
         model_cfg.pop(option, None)
     return instantiate(model_cfg)
 

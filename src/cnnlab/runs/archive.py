@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.errors import ConfigError
-from cnnlab.runs.record import RUN_RECORD, read_run_record, write_json_atomic
+from cnnlab.runs.run_record import RUN_RECORD, read_run_record, write_run_record
 
 WEIGHTS_FILE = "model.ckpt"
 NET = "net."  # the LightningModule keeps the network under .net; the rest is training state
@@ -114,7 +114,7 @@ def archive_run(run_dir: Path | str, dest: Path | str, weights: bool = True, ove
         in_config = _path_replacements(run_dir, dest, config_data_root, DATA_ROOT)
         torch.save(weights_only_checkpoint(saved, in_config), dest / WEIGHTS_FILE)
         record["best_checkpoint"] = WEIGHTS_FILE
-    write_json_atomic(dest / RUN_RECORD, record)
+    write_run_record(dest, record)
     return dest
 
 

@@ -1,12 +1,11 @@
-"""The run directory's record (metrics.json): written once, atomically, at the end of a run."""
+"""What goes into a run's record besides its fit's figures: the fields every run has, its HParams, the
+checkpoint a run directory stands for. The record's type, reader and writer are in ``runs/run_record.py``."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import subprocess
-import tempfile
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -17,13 +16,18 @@ from omegaconf import DictConfig, OmegaConf
 
 import cnnlab
 from cnnlab.errors import CheckpointError
+from cnnlab.runs.run_record import (  # noqa: F401  (the record's names, where callers have found them)
+    RUN_RECORD,
+    RunRecord,
+    read_run_record,
+    write_json_atomic,
+)
 
 if TYPE_CHECKING:
     import torch
 
 log = logging.getLogger(__name__)
 
-RUN_RECORD = "metrics.json"
 # TensorBoard's HParams tab: the config groups that tell runs apart, and the settings every comparison
 # reads (column -> config key), before the run's own overrides
 HPARAM_GROUPS = ("model", "data", "optimizer", "scheduler", "recipe", "augment", "experiment")
@@ -36,21 +40,6 @@ HPARAM_METRICS = {
     "test_acc": "hparams/test_acc",
     "test_f1_macro": "hparams/test_f1_macro",
 }
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to a temporary file beside ``path`` and rename it, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as file:
-        json.dump(data, file, indent=2, sort_keys=False)
-        file.write("\n")
-    os.replace(file.name, path)
-
-
-def read_run_record(run_dir: Path) -> dict[str, Any]:
-    """The record of a finished run."""
-    with (Path(run_dir) / RUN_RECORD).open() as file:
-        return json.load(file)
 
 
 def hydra_choice(group: str, fallback: str) -> str:
@@ -126,42 +115,6 @@ def git_state(source: Path | None = None) -> dict[str, Any]:
     commit = git("rev-parse", "HEAD")
     changes = git("status", "--porcelain", "--untracked-files=no") if commit else None
     return {"git_commit": commit, "git_dirty": None if changes is None else bool(changes)}
-
-
-def summary_line(record: dict[str, Any]) -> str:
-    """The one line printed at the end of a run."""
-
-    def fmt(value: float | None) -> str:
-        return "n/a" if value is None else f"{value:.4f}"
-
-    if record.get("status") == "debug":
-        debug_run = f"debug run ({record.get('debug')}), not a result: "
-    else:
-        debug_run = ""
-    count = record.get("epochs")
-    epochs = f"{count} epoch{'' if count == 1 else 's'} " if count is not None else ""
-    resumed = record.get("train_time_resumed_s")
-    after_resume = f" ({resumed:.1f} s after the resume)" if resumed is not None else ""
-    if record.get("task") == "detect":
-        figures = (
-            f"test mAP {fmt(record.get('test_map'))}, mAP@0.5 {fmt(record.get('test_map_50'))}, "
-            f"best val mAP@0.5 {fmt(record.get('best_val_map_50'))}"
-        )
-    elif record.get("task") == "segment":
-        figures = (
-            f"test mIoU {fmt(record.get('test_miou'))}, pixel acc {fmt(record.get('test_pixel_acc'))}, "
-            f"best val mIoU {fmt(record.get('best_val_miou'))}"
-        )
-    else:
-        figures = (
-            f"test acc {fmt(record.get('test_acc'))}, macro-F1 {fmt(record.get('test_f1_macro'))}, "
-            f"best val acc {fmt(record.get('best_val_acc'))}"
-        )
-    return (
-        f"{debug_run}{record['model']} on {record['dataset']}: {figures}, "
-        f"{record.get('params', 0):,} params, {epochs}in {record.get('train_time_s', 0):.1f} s{after_resume} "
-        f"on {record.get('device', '?')} -> {record['run_dir']}"
-    )
 
 
 def flatten_config(config: Any, prefix: str = "") -> dict[str, Any]:

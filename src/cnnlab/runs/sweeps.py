@@ -18,10 +18,10 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from cnnlab.errors import user_error
+from cnnlab.runs.run_record import RunRecord, read_run_record, write_run_record
 
 log = logging.getLogger(__name__)
 
-RUN_RECORD = "metrics.json"  # cnnlab.runs.record.RUN_RECORD, without importing torch into Hydra's startup
 USER_ERROR_EXIT = 2  # cnnlab.errors.exit_on_user_error's exit status
 
 
@@ -64,7 +64,7 @@ def one_line(error: BaseException) -> str:
 def record_failure(cfg: DictConfig, error: BaseException) -> None:
     """Write metrics.json with status failed, unless the directory holds a finished run or another
     rank writes it, or the run directory was refused (nothing may be written there)."""
-    from cnnlab.runs.record import task_overrides, write_json_atomic
+    from cnnlab.runs.record import task_overrides
     from cnnlab.runs.resume import RunDirectoryError, run_state
 
     run_dir = Path(cfg.paths.output_dir)
@@ -72,7 +72,7 @@ def record_failure(cfg: DictConfig, error: BaseException) -> None:
         return
     if run_state(run_dir) == "completed":
         return
-    record: dict[str, Any] = {
+    record: RunRecord = {
         "status": "failed",
         "error": one_line(error),
         "error_type": type(user_error(error) or error).__name__,
@@ -87,7 +87,7 @@ def record_failure(cfg: DictConfig, error: BaseException) -> None:
     if not any(run_dir.glob("checkpoints/*.ckpt")):
         record["before_training"] = True
         _drop_logs_of_no_run(run_dir)
-    write_json_atomic(run_dir / RUN_RECORD, record)
+    write_run_record(run_dir, record)
 
 
 def _rank() -> int:
@@ -168,13 +168,11 @@ class SweepSummary(Callback):
     """
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        import json
-
         sweep_dir = Path(config.hydra.sweep.dir)
         unfinished = []  # (job dir, status, why)
         for job_dir in sorted(path.parent for path in sweep_dir.glob("*/.hydra")):
             try:
-                record = json.loads((job_dir / RUN_RECORD).read_text())
+                record = read_run_record(job_dir)
             except FileNotFoundError:
                 # a job of hydra/launcher=gpus is a process of its own: killed (e.g. out of memory), it
                 # leaves a checkpoint and no record

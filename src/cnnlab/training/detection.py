@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 import torch
+from omegaconf import DictConfig
 from torch import nn
 from torch.nn import functional as F
 from torchmetrics.detection import MeanAveragePrecision
@@ -77,6 +78,10 @@ class DetectionModule(TrainingModule):
         self.test_map = MeanAveragePrecision(
             box_format="xyxy", class_metrics=True, backend="faster_coco_eval"
         )
+
+    @classmethod
+    def config_options(cls, cfg: DictConfig, datamodule: Any) -> dict[str, Any]:
+        return {**super().config_options(cfg, datamodule), "class_names": datamodule.classes}
 
     def _shared_step(self, batch: Batch, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
         images, boxes, labels, _ = batch

@@ -9,6 +9,8 @@ from typing import Any
 
 import lightning as L
 import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
 from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
@@ -16,6 +18,7 @@ from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from cnnlab.errors import ConfigError, reason_of
+from cnnlab.models.build import check_input_shape
 from cnnlab.training.param_groups import apply_lr_scales, parameter_groups
 from cnnlab.training.schedulers import replay
 from cnnlab.training.tta import check_mode, tta_probabilities
@@ -37,8 +40,7 @@ class StepOutputs:
     """One stage's per-step predictions, labels and losses, kept on the device until its epoch ends.
 
     The torchmetrics figures then take one update per epoch instead of one per step: each update
-    costs about 0.4 ms of Python (measured with ``python -m bench model=mlp``), a twentieth of a small
-    model's step.
+    costs a sizeable share of a small model's step in Python (docs/performance.md#framework-overhead).
     """
 
     def __init__(self) -> None:
@@ -93,6 +95,20 @@ class TrainingModule(L.LightningModule):
         # the steps this run's schedule spans, and a checkpoint being restored (its schedule is checked)
         self.schedule_steps: int | None = None
         self._restoring: tuple[Any, dict[str, Any]] | None = None
+
+    @classmethod
+    def config_options(cls, cfg: DictConfig, datamodule: Any) -> dict[str, Any]:
+        """This module's constructor options, besides the net, from the run config and its data."""
+        return {
+            "optimizer": instantiate(cfg.optimizer),
+            "scheduler": instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
+            "num_classes": datamodule.num_classes,
+            "decay_norm_and_bias": cfg.get("decay_norm_and_bias", True),
+        }
+
+    @classmethod
+    def check_network(cls, net: nn.Module, datamodule: Any) -> None:
+        """Fail before training, with the fix, when ``net`` cannot take this data (a task may check)."""
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
@@ -219,6 +235,18 @@ class ClassifierModule(TrainingModule):
         self.test_predictions: tuple[torch.Tensor, torch.Tensor] | None = None
         # images in the last test epoch (all processes)
         self.tested_images: int | None = None
+
+    @classmethod
+    def config_options(cls, cfg: DictConfig, datamodule: Any) -> dict[str, Any]:
+        return {
+            **super().config_options(cfg, datamodule),
+            "label_smoothing": cfg.loss.label_smoothing,
+            "tta": cfg.get("tta"),
+        }
+
+    @classmethod
+    def check_network(cls, net: nn.Module, datamodule: Any) -> None:
+        check_input_shape(net, datamodule.shape, datamodule.num_classes, datamodule.name)
 
     def _shared_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
         images, targets = batch

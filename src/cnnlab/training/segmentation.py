@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from omegaconf import DictConfig
 from torch import nn
 from torch.nn import functional as F
 from torchmetrics import MetricCollection
@@ -60,6 +61,10 @@ class SegmentationModule(TrainingModule):
         )
         self.train_metrics, self.val_metrics, self.test_metrics = stage_metrics(metrics)
         self.test_class_iou = MulticlassJaccardIndex(classes, average="none")
+
+    @classmethod
+    def config_options(cls, cfg: DictConfig, datamodule: Any) -> dict[str, Any]:
+        return {**super().config_options(cfg, datamodule), "class_names": datamodule.classes}
 
     def _shared_step(self, batch: Batch, stage: str) -> torch.Tensor:
         images, _, _, masks = batch

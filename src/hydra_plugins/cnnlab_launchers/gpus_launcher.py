@@ -29,7 +29,6 @@ from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 log = logging.getLogger(__name__)
 
-RUN_RECORD = "metrics.json"
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)  # preemption notices: each job saves and stops
 
 
@@ -235,9 +234,9 @@ class GpusLauncher(Launcher):
 
 
 def _read_record(run_dir: Path) -> dict[str, Any]:
-    import json
+    from cnnlab.runs.run_record import read_run_record  # the standard library only: light at start-up
 
     try:
-        return json.loads((run_dir / RUN_RECORD).read_text())
+        return dict(read_run_record(run_dir))
     except (OSError, ValueError):
         return {}
