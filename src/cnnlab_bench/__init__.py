@@ -9,4 +9,5 @@ library carries no measuring code. Each module is one benchmark:
 - ``affine``: batched random affines against torchvision's per-image transform (and kornia)
 - ``augment``: one epoch of augmented batches through each data path, model left out
 - ``hog_extraction``: the parallel HOG extractor against a per-image loop
+- ``export_speed``: an exported classifier in onnxruntime and TorchScript against PyTorch eager
 """
