@@ -21,11 +21,21 @@ def test_docs_results_regenerates_identically(monkeypatch) -> None:
     )
 
 
+MODEL_CLASSES = {
+    "smallcnn": "cnnlab.models.smallcnn.SmallCNN",
+    "airbench94": "cnnlab.models.airbench.AirbenchNet",
+    "hog_svm": "cnnlab.baselines.hog_svm.HogSVM",
+}
+
+
 def _archived(root: Path, name: str, record: dict, pairs: list[dict] | None = None) -> None:
     run = root / name
     (run / "eval").mkdir(parents=True)
     full = {"status": "completed", "dataset": "cifar10", "seed": 0, "device": "cpu (2 cores)", **record}
     (run / "metrics.json").write_text(json.dumps(full))
+    # archives keep the run's config, whose model class says whether it is a CNN
+    (run / ".hydra").mkdir()
+    (run / ".hydra" / "config.yaml").write_text(f"model:\n  _target_: {MODEL_CLASSES[full['model']]}\n")
     if pairs is not None:
         (run / "eval" / "eval_metrics.json").write_text(json.dumps({"top_confused_pairs": pairs}))
 

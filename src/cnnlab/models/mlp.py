@@ -14,6 +14,8 @@ class MLP(nn.Module):
     Hidden 512/128 gives 1,640,330 parameters on CIFAR-10 (3x32x32 inputs).
     """
 
+    convolutional = False  # a classifier, but not a CNN (the reference doc compares CNNs with HOG)
+
     def __init__(
         self,
         in_channels: int,

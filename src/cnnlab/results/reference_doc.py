@@ -13,10 +13,10 @@ from pathlib import Path
 from cnnlab.results.comparison import run_value
 from cnnlab.results.rows import Run, find_runs
 from cnnlab.results.table import results_table
+from cnnlab.tasks import CLASSIFY, task_of_model
 
 # where a run went and how it was continued do not change what it computed
 NOT_IN_COMMAND = ("hydra.", "resume=", "ckpt_path=")
-CNN_MODELS = ("smallcnn", "smallvgg", "resnet18", "resnet34", "airbench94")
 
 INTRO = """\
 # Reference runs
@@ -48,10 +48,24 @@ def _groups(runs: list[Run]) -> dict[tuple[str, str, str], list[Run]]:
     return groups
 
 
+def _is_cnn(run: Run) -> bool:
+    """A convolutional classifier, by the model class in the run's saved config (archives keep it): a
+    network of the classify task whose class does not say ``convolutional = False`` (the MLP)."""
+    from hydra.utils import get_class  # hydra, and the model's module, only for the reference doc
+    from omegaconf import OmegaConf
+
+    config = Path(run.path) / ".hydra" / "config.yaml"
+    try:
+        model_class = get_class(str(OmegaConf.load(config).model._target_))
+    except Exception:  # no saved config, or a model class this version does not have
+        return False
+    return task_of_model(model_class).name == CLASSIFY and getattr(model_class, "convolutional", True)
+
+
 def _cnn_vs_hog(groups: dict[tuple[str, str, str], list[Run]]) -> str:
     cifar = {key: runs for key, runs in groups.items() if key[0] == "cifar10"}
     hog = [runs for key, runs in cifar.items() if key[1] == "hog_svm"]
-    cnns = [(key, runs) for key, runs in cifar.items() if key[1] in CNN_MODELS]
+    cnns = [(key, runs) for key, runs in cifar.items() if _is_cnn(runs[0])]
     if not hog or not cnns:
         return "- CNN against HOG + linear SVM on CIFAR-10: needs archived runs of both (not yet archived)."
     hog_acc = _mean(hog[0], "test_acc") or 0.0
@@ -109,7 +123,7 @@ def _confused_pairs(groups: dict[tuple[str, str, str], list[Run]]) -> str:
     cifar = [
         (key, evaluated)
         for key, runs in groups.items()
-        if key[0] == "cifar10" and key[1] in CNN_MODELS
+        if key[0] == "cifar10" and _is_cnn(runs[0])
         if (evaluated := [run for run in runs if _evaluation(run).is_file()])
     ]
     if not cifar:
