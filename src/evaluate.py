@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import hydra
 from omegaconf import DictConfig
 
-# conf/ beside src/ (editable install); absolute so Hydra finds it however this module is imported
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+from cnnlab.configs import CONFIG_DIR
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="evaluate")

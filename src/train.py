@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
+from cnnlab.configs import CONFIG_DIR
 from cnnlab.runs.sweeps import register_resolvers
 
 register_resolvers()  # before Hydra resolves hydra.sweep.subdir
 
-# conf/ beside src/ (editable install); absolute so Hydra finds it however this module is imported
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 # classification, detection (mAP@0.5), segmentation (mIoU)
 BEST_VALIDATION = ("best_val_acc", "best_val_map_50", "best_val_miou")
 

@@ -38,7 +38,7 @@ def test_augment_times_one_epoch_of_each_data_path(tiny_data: Path, capsys) -> N
 
 
 def test_the_augment_command_finds_the_entry_points_configs(tiny_data: Path, capsys) -> None:
-    """``main`` composes from ``train.CONFIG_DIR``, wherever the configs are installed."""
+    """``main`` composes from ``cnnlab.configs.CONFIG_DIR``, wherever the configs are installed."""
     augment.main([f"data.root={tiny_data}", "data.val_size=40", "data.num_workers=0"])
     assert len(capsys.readouterr().out.splitlines()) == 1 + len(augment.PATHS)
 

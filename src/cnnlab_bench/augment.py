@@ -66,7 +66,7 @@ def measure(config_dir: Path, overrides: list[str]) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    from train import CONFIG_DIR  # the configs python -m train composes, wherever they are installed
+    from cnnlab.configs import CONFIG_DIR  # wherever the configs are installed
 
     overrides = ["data=mnist", *(sys.argv[1:] if argv is None else argv)]
     return measure(Path(CONFIG_DIR), overrides)
