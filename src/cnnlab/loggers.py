@@ -24,6 +24,7 @@ from omegaconf import OmegaConf
 from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
 from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
 
+from cnnlab.runs.identity import defines_the_run
 from cnnlab.runs.record import HPARAM_SETTINGS, current_choices, hparam_metrics, hparams, task_overrides
 
 # the HParams column an override's key shows under, where it is not the key itself
@@ -184,7 +185,8 @@ def swept_hparams(run_dir: Path | None = None) -> set[str]:
             (override,) = parser.parse_overrides([str(candidate)])
         except HydraException:  # not ours to judge: Hydra reported it when the sweep started
             continue
-        if override.is_sweep_override():
+        # a sweep over where or how the jobs ran (data.num_workers=0,4) varies no HParams column
+        if override.is_sweep_override() and defines_the_run(override.key_or_group):
             swept.add(_COLUMN_OF_SETTING.get(override.key_or_group, override.key_or_group))
     return swept
 

@@ -20,6 +20,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from cnnlab.errors import ConfigError
+from cnnlab.runs.identity import Category, category, override_key
 from cnnlab.runs.record import device_name, task_overrides, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -52,12 +53,14 @@ def slug(name: str) -> str:
 
 
 def forwarded(kind: str) -> list[str]:
-    """The overrides given beside suite= that an item of ``kind`` takes (evaluate: data.root only)."""
+    """The overrides given beside suite= that an item of ``kind`` takes (evaluate: where the data is)."""
     given = [
         o for o in task_overrides() if not o.startswith(("suite=", "bench.dry_run=", "bench.items=", "hydra"))
     ]
     if kind == "evaluate":
-        return [o for o in given if o.startswith("data.root=")]
+        # an evaluation re-reads the test set, and keeps the rest of the run it evaluates: it takes only
+        # where the data is (data.root, data.download: the location settings that evaluate.yaml has)
+        return [o for o in given if category(o) is Category.LOCATION and override_key(o).startswith("data.")]
     return given
 
 

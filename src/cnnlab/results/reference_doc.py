@@ -13,10 +13,8 @@ from pathlib import Path
 from cnnlab.results.comparison import run_value
 from cnnlab.results.rows import Run, find_runs
 from cnnlab.results.table import results_table
+from cnnlab.runs.identity import run_overrides
 from cnnlab.tasks import CLASSIFY, task_of_model
-
-# where a run went and how it was continued do not change what it computed
-NOT_IN_COMMAND = ("hydra.", "resume=", "ckpt_path=")
 
 INTRO = """\
 # Reference runs
@@ -145,7 +143,8 @@ def _confused_pairs(groups: dict[tuple[str, str, str], list[Run]]) -> str:
 def _commands(runs: list[Run], root: Path) -> str:
     lines = ["| run | command | test top-1 |", "|---|---|---|"]
     for run in sorted(runs, key=lambda run: str(run.path)):
-        overrides = [o for o in run.record.get("overrides") or [] if not o.startswith(NOT_IN_COMMAND)]
+        # what the run computed, seed included; not where it ran, how it logged, nor how it was continued
+        overrides = run_overrides(run.record.get("overrides") or [])
         command = "python -m train " + " ".join(shlex.quote(o) for o in overrides)
         accuracy = run.record.get("test_acc")
         shown = f"{accuracy:.4f}" if isinstance(accuracy, float) else "n/a"

@@ -15,21 +15,9 @@ from omegaconf import OmegaConf
 
 from cnnlab.errors import ConfigError
 from cnnlab.results.statistics import mean_ci
+from cnnlab.runs.identity import configuration_overrides
 from cnnlab.runs.record import RUN_RECORD
 
-# Overrides that say where or how fast a run ran, not what it computed: runs differing only in these
-# (and in seed or cross-validation fold) are repeats of one configuration.
-IGNORED_KEYS = (
-    "seed",
-    "data.fold",
-    "data.root",
-    "data.num_workers",
-    "data_dir",
-    "log_dir",
-    "resume",
-    "ckpt_path",
-)
-IGNORED_PREFIXES = ("hydra.", "paths.")
 # The metrics averaged over seeds, with their column titles.
 METRICS = {"test_acc": "test top-1", "test_f1_macro": "macro-F1", "best_val_acc": "val acc"}
 # shown only when some run of the table has them: TTA accuracy, epochs to the validation target
@@ -65,8 +53,9 @@ class Run:
 
     @property
     def defining_overrides(self) -> list[str]:
-        """The overrides that define what the run computed (not where it ran, nor its seed or fold)."""
-        return [o for o in self.record.get("overrides") or [] if not is_ignored_override(o)]
+        """The overrides of the run's configuration (``cnnlab.runs.identity``): runs equal in these are
+        repeats of one configuration, whatever their seed or fold, and wherever and however they ran."""
+        return configuration_overrides(self.record.get("overrides") or [])
 
     def field(self, name: str) -> Any:
         if name == "config":
@@ -74,12 +63,6 @@ class Run:
         if name == "features":  # networks take the raw pixels and learn their features
             return self.record.get("features") or "pixels"
         return self.record.get(name)
-
-
-def is_ignored_override(override: str) -> bool:
-    """An override that changes where a run ran, or which seed / fold it is, not what it computed."""
-    key = override.lstrip("+~").split("=", 1)[0]
-    return key in IGNORED_KEYS or key.startswith(IGNORED_PREFIXES)
 
 
 def _overrides_of(run_dir: Path) -> list[str]:

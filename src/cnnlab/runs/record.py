@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import cnnlab
 from cnnlab.errors import CheckpointError
+from cnnlab.runs.identity import defines_the_run
 from cnnlab.runs.run_record import (  # noqa: F401  (the record's names, where callers have found them)
     RUN_RECORD,
     RunRecord,
@@ -32,8 +33,6 @@ log = logging.getLogger(__name__)
 # reads (column -> config key), before the run's own overrides
 HPARAM_GROUPS = ("model", "data", "optimizer", "scheduler", "recipe", "augment", "experiment")
 HPARAM_SETTINGS = {"lr": "optimizer.lr", "batch_size": "data.batch_size", "epochs": "trainer.max_epochs"}
-# overrides that say where a run read or wrote, not what it computed: not HParams columns
-LOCATION_OVERRIDES = ("hydra.", "paths.", "data.root", "data.num_workers")
 # the HParams tab's metric columns (record field -> tag)
 HPARAM_METRICS = {
     "best_val_acc": "hparams/best_val_acc",
@@ -155,7 +154,8 @@ def hparams(
     """What tells runs apart, for TensorBoard's HParams tab (the full config is in .hydra/config.yaml).
 
     The group choices, the learning rate, batch size, epochs and seed, then every task override
-    (command line and sweep) with its resolved value; where a run read or wrote is left out.
+    (command line and sweep) with its resolved value; overrides that do not define the run
+    (``cnnlab.runs.identity``: where it read or wrote, how it logged or was continued) are left out.
     """
     flat = flatten_config(config)
     choices = choices or {}
@@ -169,7 +169,7 @@ def hparams(
     shown = {*values, *HPARAM_SETTINGS.values()}
     for override in overrides:
         key, _, raw = override.lstrip("+~").partition("=")
-        if key in shown or key.startswith(LOCATION_OVERRIDES):
+        if key in shown or not defines_the_run(key):
             continue
         values[key] = choices[key] if key in choices else flat.get(key, raw)
     return {key: _hparam_value(value) for key, value in values.items()}

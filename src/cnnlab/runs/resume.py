@@ -18,6 +18,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from cnnlab.errors import CheckpointError, ConfigError, exit_on_user_error, reason_of
+from cnnlab.runs.identity import comparable_overrides, defines_the_run, is_continuation, override_key
 from cnnlab.runs.record import RUN_RECORD, flatten_config, read_run_record
 
 log = logging.getLogger(__name__)
@@ -82,11 +83,12 @@ def finished_record(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
     if run_state(run_dir) != "completed":
         return None
     record = read_run_record(run_dir)
-    overrides = _comparable(_task_overrides())
-    saved = _comparable(record.get("overrides", []))
+    # the same run: equal in what defines it (cnnlab.runs.identity), seed included, wherever it ran
+    overrides = comparable_overrides(_task_overrides())
+    saved = comparable_overrides(record.get("overrides", []))
     if not overrides or saved == overrides:
         return record
-    if _comparable(saved, EPOCHS) == _comparable(overrides, EPOCHS):
+    if comparable_overrides(saved, ignoring=[EPOCHS]) == comparable_overrides(overrides, ignoring=[EPOCHS]):
         return None if _check_extension(record, cfg, run_dir) else record
     raise RunDirectoryError(
         f"{run_dir} holds a finished run of other overrides ({' '.join(saved)}); resume=true only "
@@ -96,12 +98,6 @@ def finished_record(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
 
 
 EPOCHS = "trainer.max_epochs"
-
-
-def _comparable(overrides: list[str], *ignored: str) -> list[str]:
-    """Overrides that make a run what it is: not how it was started, nor the ``ignored`` keys."""
-    keys = ("resume", "ckpt_path", *ignored)
-    return sorted(o for o in overrides if _override_key(o) not in keys)
 
 
 def _check_extension(record: dict[str, Any], cfg: DictConfig, run_dir: Path) -> bool:
@@ -245,16 +241,22 @@ def check_checkpoint_fits(path: Path, module: Any) -> None:
     )
 
 
+def config_drift(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """The settings that define the run (``cnnlab.runs.identity``) and differ between two configs:
+    where the run reads and writes, how it logs or how it was continued may change on a resume."""
+    now, then = flatten_config(now), flatten_config(saved)
+    keys = {key for key in now.keys() | then.keys() if defines_the_run(key)}
+    return sorted(key for key in keys if _setting(key, now.get(key)) != _setting(key, then.get(key)))
+
+
 def _warn_config_drift(saved: dict[str, Any] | None, cfg: DictConfig) -> None:
     """Say which settings differ from the checkpoint's run (e.g. conf/ edited since): resuming is allowed."""
     if not saved:
         return
-    ignored = ("ckpt_path", "resume", "paths.", "hydra.", "logger.", "data.num_workers")
-    now = flatten_config(OmegaConf.to_container(cfg, resolve=True))
-    then = flatten_config(saved)
-    keys = (now.keys() | then.keys()) - {key for key in now.keys() | then.keys() if key.startswith(ignored)}
-    changed = sorted(key for key in keys if _setting(key, now.get(key)) != _setting(key, then.get(key)))
+    current = OmegaConf.to_container(cfg, resolve=True)
+    changed = config_drift(saved, current)
     if changed:
+        now, then = flatten_config(current), flatten_config(saved)
         shown = ", ".join(f"{key}: {then.get(key)!r} -> {now.get(key)!r}" for key in changed[:5])
         log.warning("resuming with settings that differ from the checkpoint's run: %s", shown)
 
@@ -268,10 +270,6 @@ def _task_overrides() -> list[str]:
     from cnnlab.runs.record import task_overrides
 
     return task_overrides()
-
-
-def _override_key(override: str) -> str:
-    return override.split("=", 1)[0].lstrip("+~")
 
 
 def resume_argv(argv: list[str]) -> list[str]:
@@ -292,9 +290,14 @@ def resume_argv(argv: list[str]) -> list[str]:
             f"{target}: {saved_overrides} not found; pass a run directory written by python -m train"
         )
     extra = [a for a in argv[1:] if a != target]
-    replaced = {_override_key(a) for a in extra} | {"resume", "ckpt_path", "hydra.run.dir"}
-    saved = [o for o in OmegaConf.load(saved_overrides) if _override_key(str(o)) not in replaced]
-    return [argv[0], *map(str, saved), *extra, f"hydra.run.dir='{run_dir}'", "resume=true"]
+    # the saved overrides keep where the run read its data; how it was started is decided anew
+    replaced = {override_key(a) for a in extra} | {"hydra.run.dir"}
+    saved = [
+        str(o)
+        for o in OmegaConf.load(saved_overrides)
+        if override_key(str(o)) not in replaced and not is_continuation(str(o))
+    ]
+    return [argv[0], *saved, *extra, f"hydra.run.dir='{run_dir}'", "resume=true"]
 
 
 class RunDirectoryGuard(Callback):
