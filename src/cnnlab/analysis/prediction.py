@@ -73,7 +73,9 @@ def predict_files(
     if top_k < 1:
         raise ConfigError(f"top_k={top_k} is invalid; use 1 or more")
     channels, size, _ = model.datamodule.shape
-    images = torch.stack([read_image(path, channels, size) for path in files])
+    # a folder-trained model reads images as its training images were made (centre crop); others squeeze
+    load = getattr(model.datamodule, "load_image", None) or (lambda path: read_image(path, channels, size))
+    images = torch.stack([load(path) for path in files])
     precision = trained_precision(model.config.get("trainer", {}), device)
     logits = predict_logits(model.net, images, model.datamodule.normalize, device, batch_size, precision)
     return top_classes(files, logits.softmax(dim=-1), model.class_names, top_k)

@@ -107,7 +107,7 @@ class ImageDataModule(L.LightningDataModule):
         random_erasing: float = 0.0,
     ) -> None:
         super().__init__()
-        self.source = readers.source(name)
+        self.source = self.find_source(name)
         check_fold(folds, fold)
         if batch_size < 1:
             raise ConfigError(f"data.batch_size={batch_size} is invalid; use a positive batch size")
@@ -151,6 +151,23 @@ class ImageDataModule(L.LightningDataModule):
         # the DataLoader path's training sampler, and the mid-epoch position a checkpoint restores
         self._train_sampler: SeededSampler | None = None
         self._train_sampler_state: dict[str, int] | None = None
+
+    def find_source(self, name: str) -> Any:
+        """Where the dataset's files are and what messages call it (``title``)."""
+        return readers.source(name)
+
+    def describe(self) -> dict[str, Any]:
+        """What a model trained on this data needs to read new images: the class names in label order,
+        the image size and channels, and the normalisation."""
+        channels, size, _ = self.shape
+        return {
+            "name": self.name,
+            "classes": list(self.classes),
+            "image_size": size,
+            "channels": channels,
+            "mean": list(self.normalize.mean),
+            "std": list(self.normalize.std),
+        }
 
     def prepare_data(self) -> None:
         if self.download:
@@ -240,7 +257,8 @@ class ImageDataModule(L.LightningDataModule):
                 self._loader_used = self.loader
             else:
                 # every split read so far goes to the device: the training files, and the test files
-                splits = {id(s.split): s.split for s in (self.train_set, self.test_set) if s is not None}
+                loaded = (self.train_set, self.val_set, self.test_set)
+                splits = {id(s.split): s.split for s in loaded if s is not None}
                 split_bytes = sum(split.images.nbytes for split in splits.values())
                 self._loader_used, why = choose_loader(split_bytes, self._device(), self.per_image_augment)
                 log.info("data.loader=auto chose %s: %s", self._loader_used, why)

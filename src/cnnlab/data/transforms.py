@@ -33,3 +33,11 @@ class Normalize:
         mean = torch.tensor(self.mean, device=images.device).view(-1, 1, 1)
         std = torch.tensor(self.std, device=images.device).view(-1, 1, 1)
         return (images * std + mean).clamp(0, 1)
+
+
+class ScaledRandomCrop(v2.RandomCrop):
+    """CIFAR-10's random crop at any image size: pads by ``padding_fraction`` of the size (4 pixels at 32,
+    as data=cifar10), reflecting the border, and crops back. A RandomCrop, so it runs on whole batches."""
+
+    def __init__(self, size: int, padding_fraction: float = 0.125, padding_mode: str = "reflect") -> None:
+        super().__init__(size, padding=max(1, round(size * padding_fraction)), padding_mode=padding_mode)

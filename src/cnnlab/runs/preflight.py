@@ -10,6 +10,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from cnnlab.data.image_folder import FOLDER_DATAMODULE, check_folder
 from cnnlab.data.layout import check_present
 from cnnlab.errors import ConfigError
 
@@ -32,6 +33,9 @@ def check_before_imports(cfg: DictConfig) -> None:
 def check_data_present(data: DictConfig | None) -> None:
     """The dataset's files are under ``data.root`` (``data.source`` for the canvases), unless
     ``data.download`` fetches them."""
+    if data and data.get("_target_") == FOLDER_DATAMODULE:  # data=folder: the user's folder of images
+        check_folder(data.get("path"))
+        return
     if not data or data.get("download") or data.get("root") is None:
         return
     check_present(str(data.get("source") or data.get("name")), data.root)
