@@ -48,6 +48,8 @@ def test_the_plain_progress_bar_counts_epochs_from_1(tmp_path, capsys) -> None:
     bar = shown.out + shown.err
     assert "Epoch 1/2" in bar and "Epoch 2/2" in bar
     assert "Epoch 0" not in bar  # also not redrawn for a moment under Lightning's own name
+    # no second bar for validation, whose cursor moves a log file keeps as stray "[A" lines
+    assert "\x1b[A" not in bar and "Validation" not in bar
 
 
 def test_the_rich_progress_bar_counts_epochs_from_1(tmp_path) -> None:

@@ -81,7 +81,7 @@ class Preemption(L.Callback):
         if received is None:
             return
         checkpoint = self.dirpath / "last.ckpt"
-        trainer.save_checkpoint(checkpoint)
+        trainer.save_checkpoint(checkpoint, weights_only=False)  # a checkpoint to resume from
         self._restore()
         raise Preempted(received, trainer.current_epoch, trainer.global_step, checkpoint, self.requeue)
 

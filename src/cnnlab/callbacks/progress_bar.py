@@ -15,7 +15,7 @@ from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import ProgressBar, RichProgressBar, TQDMProgressBar
-from lightning.pytorch.callbacks.progress.tqdm_progress import convert_inf
+from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm, convert_inf
 
 
 def in_terminal() -> bool:
@@ -39,6 +39,14 @@ class EpochFromOneTQDMProgressBar(TQDMProgressBar):
         # showing "Training: 0/?" until the next epoch
         if getattr(trainer.fit_loop, "restarted_mid_epoch", False):
             self.on_train_epoch_start(trainer)
+
+    def init_validation_tqdm(self) -> Tqdm:
+        # Lightning draws it on the line below the training bar, moving the cursor up and down ("\x1b[A"),
+        # which a log file or a pipe keeps as stray "[A" lines; the training bar shows the validation
+        # figures at the epoch's end anyway
+        if self.trainer.state.fn == "validate":
+            return super().init_validation_tqdm()
+        return Tqdm(disable=True)
 
     def on_train_epoch_start(self, trainer: L.Trainer, *_: Any) -> None:
         # Lightning's own version of this hook redraws the bar under its 0-based name, which a log file
