@@ -13,6 +13,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from cnnlab.data import ImageDataModule
+from cnnlab.data.folder import complete_config
 from cnnlab.models.build import instantiate_model
 from cnnlab.runs import resume
 from cnnlab.runs.determinism import configure_determinism
@@ -56,6 +57,7 @@ def train(cfg: DictConfig) -> RunRecord:
     previous = resume.extended_record(output_dir)  # a finished run trained for longer
     # before the resume compares this run's settings with the checkpoint's, which were saved with it
     configure_determinism(cfg)
+    complete_config(cfg)  # data=folder: the folder's classes, split and normalisation, before resuming
     resumed_from = resume.prepare_resume(cfg, output_dir)  # the checkpoint to continue from, validated
     started_at = datetime.now(timezone.utc)
     L.seed_everything(cfg.seed, workers=True, verbose=False)  # the seed is in the run's first line

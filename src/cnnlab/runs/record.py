@@ -84,6 +84,8 @@ def common_record(cfg: DictConfig, datamodule: Any, started_at: datetime) -> dic
         "debug": debug,
         "model": hydra_choice("model", str(cfg.model.get("_target_", "?")).rsplit(".", 1)[-1].lower()),
         "dataset": datamodule.name,
+        # class names in label order, image size, channels, normalisation (and a folder's path and split)
+        "data": datamodule.describe() if hasattr(datamodule, "describe") else None,
         "seed": cfg.seed,
         "folds": getattr(datamodule, "folds", None),  # k-fold cross-validation: this run validates on
         "fold": getattr(datamodule, "fold", None),  # fold `fold` of `folds` (both null without CV)
