@@ -1,6 +1,7 @@
 """Checks of a run's config that need neither torch nor Lightning: ``python -m train`` makes them as soon
-as Hydra has composed the config, so that a wrong data root, learning rate or accelerator stops the run in
-about a second instead of after 10-25 s of imports. The later stages call the same functions."""
+as Hydra has composed the config, so that a wrong data root, learning rate or accelerator stops the run
+before the heavy imports (docs/performance.md#start-up-and-early-errors). The later stages call the
+same functions."""
 
 from __future__ import annotations
 
@@ -80,6 +81,6 @@ def check_accelerator(accelerator: object, available: Collection[str] | None = N
 
 
 def _gpu_count() -> int:
-    import torch  # about 2 s, and only for a run that asks for a GPU
+    import torch  # seconds (docs/performance.md#start-up-and-early-errors), only for a run asking for a GPU
 
     return torch.cuda.device_count()  # by NVML where it can: no CUDA context, forking stays safe

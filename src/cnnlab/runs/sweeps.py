@@ -92,7 +92,8 @@ def record_failure(cfg: DictConfig, error: BaseException) -> None:
 
 def _rank() -> int:
     """This process's rank, as Lightning numbers it: a run stopped by the checks before the heavy imports
-    reads it from the launcher's environment as Lightning does, rather than import Lightning (about 6 s)."""
+    reads it from the launcher's environment as Lightning does, rather than import Lightning (seconds:
+    docs/performance.md#start-up-and-early-errors)."""
     if "lightning.fabric" in sys.modules:
         from lightning.pytorch.utilities import rank_zero_only
 
