@@ -5,19 +5,17 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, Timer
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from cnnlab.callbacks.epochs_to_accuracy import EpochsToAccuracy
-from cnnlab.callbacks.train_time import TrainTime
 from cnnlab.errors import ConfigError
 from cnnlab.loggers import log_run_hparams
 from cnnlab.models.build import count_parameters
@@ -65,20 +63,19 @@ def fit_network(cfg: DictConfig, net: nn.Module, datamodule: Any, output_dir: Pa
     callbacks: list[Callback] = instantiate_all(cfg.get("callbacks"))
     milestone = EpochsToAccuracy(cfg.get("val_acc_target", 0.7))
     callbacks.append(milestone)
-    timer = TrainTime()  # the time trained before the checkpoint resumed from, if any
+    timer = Timer()  # the training loop's time; a checkpoint carries it, so it adds up across resumes
     callbacks.append(timer)
     loggers: list[Logger] = instantiate_all(cfg.get("logger"))
     trainer = build_trainer(cfg.trainer, callbacks, loggers)
 
     log.info(config_line(cfg, datamodule, trainer))
     suggest_bf16_on_amx(cfg.trainer)
-    fit_start = time.perf_counter()
     if cfg.get("ckpt_path"):  # resuming: set by resume.prepare_resume
         resume.check_checkpoint_fits(Path(cfg.ckpt_path), module)
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-    train_time = time.perf_counter() - fit_start
     # read before testing restores callback states from a checkpoint
-    epochs_to_val_acc, trained_before = milestone.epochs, timer.before_s
+    epochs_to_val_acc = milestone.epochs
+    trained_here = timer.end_time("train") - timer.start_time("train")
 
     checkpoint = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
     best_path = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
@@ -105,9 +102,9 @@ def fit_network(cfg: DictConfig, net: nn.Module, datamodule: Any, output_dir: Pa
         "epochs": trainer.current_epoch,
         "max_epochs": cfg.trainer.max_epochs,
         "stopped_early": stopped_early,
-        "train_time_s": round(trained_before + train_time, 2),
+        "train_time_s": round(timer.time_elapsed("train"), 2),
         # a resumed run: the time after the resume (train_time_s adds the checkpoint's)
-        "train_time_resumed_s": round(train_time, 2) if cfg.get("ckpt_path") else None,
+        "train_time_resumed_s": round(trained_here, 2) if cfg.get("ckpt_path") else None,
         "test_loss": test_metrics.get("test/loss"),
         "tta": getattr(module, "tta", None),
         "test_tta_acc": test_metrics.get("test/tta_acc"),
