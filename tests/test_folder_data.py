@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -160,6 +161,15 @@ def test_train_evaluate_predict_on_a_folder(
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 10 and all(": " in line and "owl" in line for line in lines)
 
+    # predicting needs neither the image folder nor, from a moved run, its split file
+    shutil.copy(flat_folder / "owl" / "001.png", tmp_path / "new-owl.png")
+    shutil.move(flat_folder, tmp_path / "moved")
+    (run_dir / "split.csv").unlink()
+    capsys.readouterr()
+    run_entry("predict", [f"ckpt_path={run_dir}", f"image={tmp_path / 'new-owl.png'}"], monkeypatch)
+    assert "new-owl.png: owl" in capsys.readouterr().out
+    shutil.move(tmp_path / "moved", flat_folder)
+
     again = tmp_path / "again"
     monkeypatch.setattr(folder, "_DECODED", {})  # as a new process: only the cache on disk has them
     run_entry("train", folder_args(again, flat_folder, tmp_path, "data.val_fraction=0.2"), monkeypatch)
@@ -219,3 +229,24 @@ def test_streaming_decodes_per_batch(flat_folder: Path, tmp_path: Path) -> None:
     images, labels = next(iter(datamodule.train_dataloader()))
     assert images.shape == (4, 3, 32, 32) and images.dtype == torch.uint8
     assert len(datamodule.test_set) == 3 and datamodule.test_set.split.images.shape[1:] == (3, 32, 32)
+
+
+def test_the_recorded_split_is_kept_when_the_folder_grows(flat_folder: Path, tmp_path: Path) -> None:
+    """Resume, evaluate and predict read split.csv: images added later join no split."""
+    settings = {"num_workers": 0, "cache_dir": str(tmp_path / "cache")}
+    split_file = tmp_path / "run" / "split.csv"
+    first = FolderDataModule(str(flat_folder), split_file=str(split_file), **settings)
+    write_images(flat_folder, per_class=4, start=10)
+    again = FolderDataModule(str(flat_folder), split_file=str(split_file), classes=first.classes, **settings)
+    assert again.folder_split == first.folder_split and len(again.folder_split.files) == 30
+
+
+def test_hog_svm_on_a_folder(
+    flat_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    run_dir = tmp_path / "hog"
+    run_entry("train", [*folder_args(run_dir, flat_folder, tmp_path), "model=hog_svm"], monkeypatch)
+    assert json.loads((run_dir / "metrics.json").read_text())["data"]["classes"] == list(CLASSES)
+    capsys.readouterr()
+    run_entry("predict", [f"ckpt_path={run_dir}", f"image={flat_folder / 'dog'}", "top_k=1"], monkeypatch)
+    assert "dog" in capsys.readouterr().out

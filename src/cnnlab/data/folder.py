@@ -331,22 +331,31 @@ class FolderDataModule(ImageDataModule):
         test_fraction: float,
         seed: int,
     ) -> FolderSplit:
-        """The run's recorded split when it has one (resume, evaluate, predict), else drawn and recorded."""
+        """The run's recorded split when it has one (resume, evaluate, predict), else drawn and recorded.
+
+        ``classes`` given: a trained run rebuilt (its saved config has them). Without its split file (an
+        archived checkpoint, a moved run) the split is drawn again from the folder as it is now, and
+        without the folder either, the module still serves ``predict`` (class names, size, normalisation).
+        """
         if self.split_path is not None and self.split_path.is_file():
             return read_split_file(self.split_path, path, classes)
+        rebuilt = classes is not None
+        if rebuilt and not Path(str(path)).expanduser().is_dir():
+            log.warning("%s is gone: this model can predict, but has no images to train or test on", path)
+            return FolderSplit(Path(str(path)).expanduser(), list(classes), [], [], [])
         split = draw_split(path, val_fraction, test_fraction, seed)
-        if classes is not None and list(classes) != split.classes:
+        if rebuilt:
             log.warning(
-                "%s no longer holds the run's split file %s: drew the split again from the folder as it is",
-                split.root,
+                "no split file %s: drew the split from %s as it is now (the test images may differ)",
                 self.split_path,
+                split.root,
             )
-            if sorted(classes) != split.classes:
+            if list(classes) != split.classes:
                 raise DataError(
                     f"the class folders of {split.root} ({', '.join(split.classes)}) are not the run's "
                     f"({', '.join(classes)}); restore them, or train a new run on the folder"
                 )
-        if self.split_path is not None:
+        elif self.split_path is not None:
             write_split_file(split, self.split_path)
         return split
 
@@ -453,6 +462,11 @@ class FolderDataModule(ImageDataModule):
         if stage in ("fit", "validate", None) and self.train_set is None:
             self._setup_train_val()
         if stage in ("test", "predict", None) and self.test_set is None:
+            if not self.folder_split.rows("test"):
+                raise DataError(
+                    f"no test images: {self.folder_split.root} is gone or has none; restore the folder "
+                    "the run was trained on (or pass data.path=<where it is now> when training)"
+                )
             self.test_set = IndexedImages(self._split_of("test"))
 
     def _setup_train_val(self) -> None:

@@ -89,6 +89,8 @@ class FolderSplit:
     def imbalance(self) -> str | None:
         """A warning when the largest class has more than IMBALANCE_RATIO times the smallest's images."""
         totals = Counter(self.classes[label] for label in self.labels)
+        if not totals:
+            return None
         (largest, most), (smallest, fewest) = totals.most_common()[0], totals.most_common()[-1]
         if most <= IMBALANCE_RATIO * fewest:
             return None
@@ -289,7 +291,7 @@ def read_split_file(path: Path, root: str | Path, classes: Sequence[str] | None)
     if unknown:
         raise DataError(f"{path} names classes the run does not have ({', '.join(unknown)}); delete it")
     return FolderSplit(
-        check_folder(root),
+        Path(str(root)).expanduser().absolute(),  # predict needs no images: the folder may have gone
         names,
         [row["file"] for row in rows],
         [index[row["class"]] for row in rows],
