@@ -10,17 +10,15 @@ from cnnlab.configs import CONFIG_DIR
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="evaluate")
 def run(cfg: DictConfig) -> float | None:
-    from cnnlab.baselines.trained import classical_run
     from cnnlab.errors import exit_on_user_error
     from cnnlab.runs.record import resolve_checkpoint_path
+    from cnnlab.tasks import classical_run, task_of_trained
 
     with exit_on_user_error():
-        run_dir = classical_run(cfg.ckpt_path)
-        if run_dir is not None:  # model=hog_svm: a fitted sklearn pipeline, no checkpoint
-            from cnnlab.baselines.trained import evaluate_classical
-
-            metrics = evaluate_classical(
-                run_dir,
+        task = task_of_trained(cfg.ckpt_path)
+        if task is not None:  # model=hog_svm: a fitted sklearn pipeline, no checkpoint
+            metrics = task.resolve("evaluate")(
+                classical_run(cfg.ckpt_path),
                 cfg.output_dir,
                 cfg.overwrite,
                 dataset=cfg.data.get("name"),

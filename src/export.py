@@ -12,17 +12,15 @@ from cnnlab.configs import CONFIG_DIR
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="export")
 def run(cfg: DictConfig) -> None:
     from cnnlab.analysis.export import check_request, export_checkpoint
-    from cnnlab.baselines.trained import classical_run
     from cnnlab.errors import CheckpointError, exit_on_user_error
     from cnnlab.runs.record import resolve_checkpoint_path
+    from cnnlab.tasks import task_of_trained
 
     with exit_on_user_error():
         check_request(cfg.format, cfg.out, cfg.overwrite, str(cfg.precision))
-        if classical_run(cfg.ckpt_path) is not None:
-            raise CheckpointError(
-                f"{cfg.ckpt_path} is a HOG + linear SVM run, not a network, so it has no ONNX or "
-                "TorchScript form; use it with python -m predict / evaluate, or export a network run"
-            )
+        task = task_of_trained(cfg.ckpt_path)
+        if task is not None and task.export_refusal:  # a HOG + SVM run
+            raise CheckpointError(f"{cfg.ckpt_path} is {task.export_refusal}")
         resolve_checkpoint_path(cfg.ckpt_path)  # a wrong path stops here, before the model is built
         export_checkpoint(
             cfg.ckpt_path,

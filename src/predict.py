@@ -10,17 +10,16 @@ from cnnlab.configs import CONFIG_DIR
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="predict")
 def run(cfg: DictConfig) -> None:
-    from cnnlab.baselines.trained import classical_run
     from cnnlab.errors import exit_on_user_error
     from cnnlab.runs.record import resolve_checkpoint_path
+    from cnnlab.tasks import classical_run, task_of_trained
 
     dataset = cfg.get("data", {}).get("name")
     with exit_on_user_error():
-        run_dir = classical_run(cfg.ckpt_path)
-        if run_dir is not None:  # model=hog_svm: a fitted sklearn pipeline, no checkpoint
-            from cnnlab.baselines.trained import predict_classical
-
-            predict_classical(run_dir, cfg.image, cfg.output, cfg.overwrite, cfg.top_k, dataset=dataset)
+        task = task_of_trained(cfg.ckpt_path)
+        if task is not None:  # model=hog_svm: a fitted sklearn pipeline, no checkpoint
+            run_dir = classical_run(cfg.ckpt_path)
+            task.resolve("predict")(run_dir, cfg.image, cfg.output, cfg.overwrite, cfg.top_k, dataset=dataset)
             return
         resolve_checkpoint_path(cfg.ckpt_path)  # a wrong path stops here, before the heavy imports
         from cnnlab.analysis.prediction import predict

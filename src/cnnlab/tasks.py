@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from cnnlab.errors import ConfigError
@@ -22,6 +23,8 @@ from cnnlab.runs.run_record import BEST_VAL_ACC, TASK, TEST_ACC, TEST_F1_MACRO, 
 
 CLASSIFY, DETECT, SEGMENT, CLASSICAL = "classify", "detect", "segment", "classical"
 IMAGES, CANVASES = "images", "canvases"  # what a data module holds (its ``holds`` attribute)
+# what a classical run keeps instead of a checkpoint: its fitted sklearn pipeline
+CLASSICAL_MODEL_FILE = "model.joblib"
 
 
 @dataclass
@@ -223,3 +226,21 @@ def task_of_record(record: Mapping[str, Any]) -> Task:
 def summary_line(record: Mapping[str, Any]) -> str:
     """A run's last line, in its task's figures."""
     return task_of_record(record).summary_line(record)
+
+
+def classical_run(path: str | Path | None) -> Path | None:
+    """The run directory of a classical run named by ``path`` (the directory or its model file), else None."""
+    if path is None or str(path) == "":
+        return None
+    path = Path(path).expanduser()
+    if path.is_file() and path.name == CLASSICAL_MODEL_FILE:
+        return path.parent
+    if path.is_dir() and (path / CLASSICAL_MODEL_FILE).is_file():
+        return path
+    return None
+
+
+def task_of_trained(path: str | Path | None) -> Task | None:
+    """What ``ckpt_path`` holds, before anything heavy loads: the classical task for a HOG + SVM run; None
+    for a network checkpoint, whose model class names its task when it is loaded (``task_of_model``)."""
+    return TASKS[CLASSICAL] if classical_run(path) is not None else None

@@ -12,21 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-MODEL_FILE = "model.joblib"  # cnnlab.baselines.runner.MODEL_FILE, without importing sklearn to find it
+from cnnlab.tasks import CLASSICAL_MODEL_FILE as MODEL_FILE
 
 log = logging.getLogger(__name__)
-
-
-def classical_run(path: str | Path | None) -> Path | None:
-    """The run directory of a classical run named by ``path`` (the directory or its model.joblib)."""
-    if path is None or str(path) == "":
-        return None
-    path = Path(path).expanduser()
-    if path.is_file() and path.suffix == ".joblib":
-        return path.parent
-    if path.is_dir() and (path / MODEL_FILE).is_file():
-        return path
-    return None
 
 
 @dataclass
