@@ -30,6 +30,7 @@ class DropLightningChatter(logging.Filter):
         "Loading `train_dataloader` to estimate",
         "`Trainer.fit` stopped",
         "Restoring states from the checkpoint",
+        "Restored all states from the checkpoint",  # the resume line says where the run continues
         "Loaded model weights from the checkpoint",
     )
 
