@@ -9,7 +9,7 @@ import pytest
 
 from cnnlab.loggers import hparams_summaries, swept_hparams
 from cnnlab.runs.record import hparam_metrics, hparams
-from tests.conftest import TINY, run_entry
+from tests.conftest import CONF, TINY, run_entry
 
 CONFIG = {
     "seed": 2,
@@ -161,6 +161,13 @@ def test_a_single_run_varies_nothing(tmp_path: Path) -> None:
     job_dir = write_job(tmp_path / "runs", "RUN", None, ["model=smallcnn,mlp"])
     assert swept_hparams(job_dir) == set()
     assert swept_hparams(tmp_path / "not_a_run") == set()  # no saved config, no Hydra job running
+    # a config composed with Hydra's compose API, as a library caller (or an earlier test) leaves it
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        HydraConfig.instance().set_config(compose("train", return_hydra_config=True))
+        assert swept_hparams(tmp_path / "not_a_run") == set()
 
 
 def test_a_sweeps_tensorboard_shows_its_model_column(tiny_data: Path, tmp_path: Path, monkeypatch) -> None:

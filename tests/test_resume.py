@@ -70,7 +70,8 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(train_run, t
     assert metric_rows(run_dir) == metric_rows(Path(reference["run_dir"]))
     log = (run_dir / "train.log").read_text()  # appended: the killed attempt's lines, then the resumed one's
     assert log.startswith(log_before) and "resuming from" in log[len(log_before) :]
-    assert "(epoch 1, step 5)" in log[len(log_before) :]  # epochs counted from 1, as in epoch_001.ckpt
+    # epochs counted from 1, as in epoch_001.ckpt
+    assert "at the end of epoch 1, after step 5" in log[len(log_before) :]
 
 
 def test_step_checkpoints_resume_mid_epoch_to_the_same_epoch_count(train_run, tiny_data, tmp_path) -> None:

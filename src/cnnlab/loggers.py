@@ -167,7 +167,11 @@ def swept_hparams(run_dir: Path | None = None) -> set[str]:
         hydra, job_dir = OmegaConf.load(saved).hydra, Path(run_dir)
     elif HydraConfig.initialized():
         hydra = HydraConfig.get()
-        job_dir = Path(hydra.runtime.output_dir)
+        # a config composed through Hydra's compose API (a library caller, a test) has no job folder
+        output_dir = OmegaConf.select(hydra, "runtime.output_dir", default=None)
+        if output_dir is None:
+            return set()
+        job_dir = Path(output_dir)
     else:
         return set()
     if not str(hydra.get("mode")).endswith("MULTIRUN"):  # "MULTIRUN" saved, RunMode.MULTIRUN live
