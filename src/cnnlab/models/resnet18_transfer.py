@@ -128,6 +128,11 @@ class TransferResNet18(nn.Module):
         self.backbone_lr_scale = backbone_lr_scale
         self.stages.requires_grad_(not freeze_backbone)
 
+    @property
+    def keeps_modules_in_eval(self) -> bool:
+        """Its frozen backbone stays in eval mode while the head trains (see ``train``)."""
+        return self.freeze_backbone
+
     def train(self, mode: bool = True) -> TransferResNet18:
         super().train(mode)
         if self.freeze_backbone:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import warnings
 from typing import Any
 
 import lightning as L
@@ -56,6 +57,10 @@ def build_module(cfg: DictConfig, net: nn.Module, datamodule: Any) -> TrainingMo
         net.initialize_from_data(datamodule.normalize(sample))
     module = module_class(net, **module_class.config_options(cfg, datamodule))
     module.example_input_array = torch.zeros(2, *datamodule.shape)  # in/out sizes in the model summary
+    if getattr(net, "keeps_modules_in_eval", False):  # e.g. a frozen backbone: Lightning's warning is noise
+        warnings.filterwarnings(
+            "ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training"
+        )
     prepare_network(cfg, net, module)
     return module
 
