@@ -213,7 +213,8 @@ def _decode_files(
             progress.update(len(batch))
     pixels = (len(paths) - len(bad)) * size * size
     log.info(
-        "decoded %d %s to %dx%dx%d in %.1f s (%d worker processes)",
+        "%s %d %s to %dx%dx%d in %.1f s (%d worker processes)",
+        "decoded" if keep else "checked (decoded for the statistics, not kept)",
         len(paths),
         what,
         channels,
@@ -377,6 +378,8 @@ class FolderDataModule(ImageDataModule):
             chosen = stream
         else:
             raise ConfigError(f"data.stream={stream!r} is invalid; use auto, true or false")
+        if chosen and stream is True:
+            log.info("data.stream=true: DataLoader workers decode training and validation images per batch")
         if chosen and loader == "tensor":
             raise ConfigError(
                 "data.stream=true decodes images per batch in DataLoader workers, which data.loader=tensor "
@@ -490,6 +493,9 @@ class FolderDataModule(ImageDataModule):
         self.val_size = len(self.val_indices)
         self.train_set = IndexedImages(split, self.train_indices, worker_transform)
         self.val_set = IndexedImages(split, self.val_indices) if self.val_size else None
+        # the training split now holds its own copy: the decoded tensors kept for the pipeline's second
+        # build of this module would only double the memory (the test split reloads from the cache)
+        _DECODED.clear()
 
     def load_image(self, path: Path) -> torch.Tensor:
         """One image file as the training images were made (for ``predict``)."""
