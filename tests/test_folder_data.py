@@ -250,3 +250,17 @@ def test_hog_svm_on_a_folder(
     capsys.readouterr()
     run_entry("predict", [f"ckpt_path={run_dir}", f"image={flat_folder / 'dog'}", "top_k=1"], monkeypatch)
     assert "dog" in capsys.readouterr().out
+
+
+def test_resume_keeps_the_recorded_split(
+    flat_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run continued after images were added trains and tests on the images of its split.csv."""
+    run_dir = tmp_path / "run"
+    run_entry("train", folder_args(run_dir, flat_folder, tmp_path), monkeypatch)
+    split_before = (run_dir / "split.csv").read_text()
+    write_images(flat_folder, per_class=5, start=10)
+    run_entry("train", [f"resume={run_dir}", "trainer.max_epochs=2"], monkeypatch)
+    record = json.loads((run_dir / "metrics.json").read_text())
+    assert record["epochs"] == 2 and record["test_images"] == 3 and record["train_images"] == 24
+    assert (run_dir / "split.csv").read_text() == split_before
