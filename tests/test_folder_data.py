@@ -15,7 +15,7 @@ from PIL import Image
 
 from cnnlab.data import folder
 from cnnlab.data.folder import FolderDataModule, load_image
-from cnnlab.data.image_folder import draw_split, scan_folder
+from cnnlab.data.image_folder import FolderSplit, draw_split, scan_folder
 from cnnlab.errors import DataError
 from tests.conftest import run_entry, tiny_train_args
 
@@ -264,3 +264,11 @@ def test_resume_keeps_the_recorded_split(
     record = json.loads((run_dir / "metrics.json").read_text())
     assert record["epochs"] == 2 and record["test_images"] == 3 and record["train_images"] == 24
     assert (run_dir / "split.csv").read_text() == split_before
+
+
+def test_imbalanced_classes_are_warned_about(tmp_path: Path) -> None:
+    """More than 10x between the largest and the smallest class is a warning naming both."""
+    imbalanced = FolderSplit(tmp_path, list(CLASSES), ["x.png"] * 15, [0] * 12 + [1, 2, 2], ["train"] * 15)
+    assert "cat has 12 images, dog 1 (more than 10x)" in imbalanced.imbalance()
+    balanced = FolderSplit(tmp_path, list(CLASSES), ["x.png"] * 3, [0, 1, 2], ["train"] * 3)
+    assert balanced.imbalance() is None
