@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -47,7 +48,10 @@ def test_run_directory_holds_record_checkpoints_config_and_logs(train_run, tmp_p
     assert record["params"] == 288_170  # SmallCNN with a 1-channel first conv
     assert record["seed"] == 7 and record["epochs"] == 2 and record["max_epochs"] == 2
     assert "model=smallcnn" in record["overrides"] and record["device"].startswith("cpu")
-    assert record["train_time_s"] > 0
+    # the training loop's time, within the run's own span (testing the best checkpoint restores the
+    # callbacks' states, the timer's too: read before that, it is not counted twice)
+    span = datetime.fromisoformat(record["finished_at"]) - datetime.fromisoformat(record["started_at"])
+    assert 0 < record["train_time_s"] < span.total_seconds()
     assert (run_dir / ".hydra" / "config.yaml").is_file() and (
         run_dir / ".hydra" / "overrides.yaml"
     ).is_file()
@@ -59,6 +63,11 @@ def test_run_directory_holds_record_checkpoints_config_and_logs(train_run, tmp_p
     score = next(v["best_model_score"] for k, v in checkpoint["callbacks"].items() if "ModelCheckpoint" in k)
     assert float(score) == pytest.approx(record["best_val_acc"])
     assert checkpoint["cnnlab_config"]["data"]["name"] == "mnist"
+    # the train time is the training loop's up to its end, which the last checkpoint saw just before:
+    # not the best checkpoint's time again on top (testing it restores the callbacks' states)
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    last_s, best_s = (c["callbacks"]["Timer"]["time_elapsed"]["train"] for c in (last, checkpoint))
+    assert last_s <= record["train_time_s"] + 0.01 and record["train_time_s"] < last_s + 0.9 * best_s
     assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
     metrics_csv = (run_dir / "csv" / "metrics.csv").read_text()
     for column in (

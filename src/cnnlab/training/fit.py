@@ -74,7 +74,7 @@ def fit_network(cfg: DictConfig, net: nn.Module, datamodule: Any, output_dir: Pa
         resume.check_checkpoint_fits(Path(cfg.ckpt_path), module)
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     # read before testing restores callback states from a checkpoint
-    epochs_to_val_acc = milestone.epochs
+    epochs_to_val_acc, trained = milestone.epochs, timer.time_elapsed("train")
     trained_here = timer.end_time("train") - timer.start_time("train")
 
     checkpoint = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
@@ -102,7 +102,7 @@ def fit_network(cfg: DictConfig, net: nn.Module, datamodule: Any, output_dir: Pa
         "epochs": trainer.current_epoch,
         "max_epochs": cfg.trainer.max_epochs,
         "stopped_early": stopped_early,
-        "train_time_s": round(timer.time_elapsed("train"), 2),
+        "train_time_s": round(trained, 2),
         # a resumed run: the time after the resume (train_time_s adds the checkpoint's)
         "train_time_resumed_s": round(trained_here, 2) if cfg.get("ckpt_path") else None,
         "test_loss": test_metrics.get("test/loss"),
