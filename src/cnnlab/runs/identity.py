@@ -35,6 +35,9 @@ LOCATION = (
     "data.root",
     # downloading fills the data root; the files read are the same
     "data.download",
+    # a folder dataset's decoded-image cache, and where its run keeps the split it drew (split.csv)
+    "data.cache_dir",
+    "data.split_file",
     "trainer.default_root_dir",
 )
 EXECUTION = (
