@@ -278,6 +278,7 @@ def test_the_shared_data_defaults_are_not_offered_as_a_dataset(tiny_data, monkey
         "cifar10",
         "fashion_canvas",
         "fashion_mnist",
+        "folder",
         "mnist",
         "mnist_canvas",
     ]
