@@ -16,8 +16,8 @@ from cnnlab.data import ImageDataModule
 from cnnlab.data.folder import complete_config
 from cnnlab.models.build import instantiate_model
 from cnnlab.runs import resume
-from cnnlab.runs.determinism import configure_determinism
 from cnnlab.runs.console import quiet_library_noise
+from cnnlab.runs.determinism import configure_determinism
 from cnnlab.runs.distributed import is_global_zero
 from cnnlab.runs.preemption import Preempted, requeue_slurm_job
 from cnnlab.runs.record import common_record, timestamp
