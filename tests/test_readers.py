@@ -61,11 +61,18 @@ def test_fashion_mnist_falls_back_to_the_debian_package(
     assert f"Fashion-MNIST training files read from {debian}" in caplog.text
 
 
+def without_the_debian_package(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Fashion-MNIST's fallback to Debian's package pointed at a folder that does not exist (CI installs
+    the package)."""
+    layout = replace(readers.LAYOUTS["fashion_mnist"], elsewhere=(tmp_path / "not-installed",))
+    monkeypatch.setitem(readers.LAYOUTS, "fashion_mnist", layout)
+
+
 @pytest.mark.parametrize("name", ["cifar10", "mnist", "fashion_mnist"])
 def test_missing_data_names_the_path_and_the_fixes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name
 ) -> None:
-    monkeypatch.setattr(readers, "DEBIAN_FASHION_MNIST", tmp_path / "not-installed")
+    without_the_debian_package(monkeypatch, tmp_path)
     with pytest.raises(DataError) as error:
         readers.source(name).read(tmp_path, True)
     message = str(error.value)
@@ -85,7 +92,7 @@ def test_missing_data_names_the_path_and_the_fixes(
 def test_a_root_inside_the_dataset_folder_gets_its_parent_suggested(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, too_deep: str
 ) -> None:
-    monkeypatch.setattr(readers, "DEBIAN_FASHION_MNIST", tmp_path / "not-installed")
+    without_the_debian_package(monkeypatch, tmp_path)
     monkeypatch.chdir(tmp_path)
     with pytest.raises(DataError) as error:  # a relative root, as data.root=data/MNIST/raw would be
         readers.source(name).read(Path("data") / too_deep, True)
