@@ -138,6 +138,7 @@ def test_train_evaluate_predict_on_a_folder(
     run_dir = tmp_path / "run"
     run_entry("train", folder_args(run_dir, flat_folder, tmp_path, "data.val_fraction=0.2"), monkeypatch)
     record = json.loads((run_dir / "metrics.json").read_text())
+    assert record["dataset"] == flat_folder.name  # the folder's own name, in tables and summary lines
     assert record["data"]["classes"] == list(CLASSES)
     assert record["data"]["image_size"] == 32 and record["data"]["channels"] == 3
     assert record["data"]["mean"][0] > record["data"]["mean"][1]  # mostly red and blue images

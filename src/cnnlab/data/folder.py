@@ -273,7 +273,7 @@ class FolderDataModule(ImageDataModule):
         cache_dir: str | None = None,
         on_bad_file: str = "stop",
         stream: bool | str = "auto",
-        name: str = "folder",
+        name: str | None = None,
         **common: Any,
     ) -> None:
         if on_bad_file not in ("stop", "skip"):
@@ -306,7 +306,7 @@ class FolderDataModule(ImageDataModule):
         if mean is None or std is None:
             mean, std = self.decoded("train").mean_std()
         super().__init__(
-            name=name,
+            name=name or self.folder_split.root.name,  # e.g. leaves for ~/data/leaves
             root=str(self.folder_split.root),
             channels=channels,
             image_size=image_size,
@@ -529,6 +529,7 @@ def complete_config(cfg: DictConfig) -> None:
     datamodule.check_all()
     with open_dict(cfg):
         data.path = str(datamodule.folder_split.root)
+        data.name = datamodule.name
         data.classes = list(datamodule.classes)
         data.num_classes = datamodule.num_classes
         data.mean, data.std = datamodule.normalize.mean, datamodule.normalize.std
