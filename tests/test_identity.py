@@ -197,3 +197,15 @@ def test_a_suites_evaluation_takes_only_where_the_data_is(monkeypatch) -> None:
     monkeypatch.setattr(suite, "task_overrides", lambda: given)
     assert suite.forwarded("evaluate") == ["data.root=/d", "data.download=true"]
     assert suite.forwarded("train") == given[1:]
+
+
+def test_resume_of_a_run_directory_keeps_its_step_checkpoints_and_preemption_settings(tmp_path: Path) -> None:
+    from cnnlab.runs.resume import resume_argv
+
+    (tmp_path / ".hydra").mkdir()
+    guards = ["callbacks.step_checkpoint.every_n_train_steps=500", "callbacks.preemption.requeue=false"]
+    saved = ["model=mlp", *guards, "ckpt_path=last"]
+    (tmp_path / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in saved))
+    argv = resume_argv(["train", f"resume={tmp_path}"])
+    assert argv[1:4] == ["model=mlp", *guards]  # as the same command with ckpt_path=last would run
+    assert argv[4:] == [f"hydra.run.dir='{tmp_path.resolve()}'", "resume=true"]

@@ -108,11 +108,6 @@ def is_replicate(key: str) -> bool:
     return category(key) is Category.REPLICATE
 
 
-def is_continuation(key: str) -> bool:
-    """Whether the setting only says how the run was started or continued."""
-    return category(key) is Category.CONTINUATION
-
-
 def run_overrides(overrides: Iterable[str]) -> list[str]:
     """The overrides that define the run (configuration and replicate), in their order."""
     return [str(o) for o in overrides if defines_the_run(str(o))]

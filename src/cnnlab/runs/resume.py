@@ -18,7 +18,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from cnnlab.errors import CheckpointError, ConfigError, exit_on_user_error, reason_of
-from cnnlab.runs.identity import comparable_overrides, defines_the_run, is_continuation, override_key
+from cnnlab.runs.identity import comparable_overrides, defines_the_run, override_key
 from cnnlab.runs.record import RUN_RECORD, flatten_config, read_run_record
 
 log = logging.getLogger(__name__)
@@ -98,6 +98,8 @@ def finished_record(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
 
 
 EPOCHS = "trainer.max_epochs"
+# how a run was started: the settings resume=<run dir> replaces with its own resume=true
+STARTED_BY = ("resume", "ckpt_path")
 
 
 def _check_extension(record: dict[str, Any], cfg: DictConfig, run_dir: Path) -> bool:
@@ -290,13 +292,11 @@ def resume_argv(argv: list[str]) -> list[str]:
             f"{target}: {saved_overrides} not found; pass a run directory written by python -m train"
         )
     extra = [a for a in argv[1:] if a != target]
-    # the saved overrides keep where the run read its data; how it was started is decided anew
-    replaced = {override_key(a) for a in extra} | {"hydra.run.dir"}
-    saved = [
-        str(o)
-        for o in OmegaConf.load(saved_overrides)
-        if override_key(str(o)) not in replaced and not is_continuation(str(o))
-    ]
+    # the saved overrides keep where the run read its data and how it guards against interruptions (step
+    # checkpoints, preemption signals), as the same command with ckpt_path=last would; only how it was
+    # started (resume, ckpt_path) is decided anew
+    replaced = {override_key(a) for a in extra} | {"hydra.run.dir", *STARTED_BY}
+    saved = [str(o) for o in OmegaConf.load(saved_overrides) if override_key(str(o)) not in replaced]
     return [argv[0], *saved, *extra, f"hydra.run.dir='{run_dir}'", "resume=true"]
 
 
