@@ -135,7 +135,18 @@ def load_trained_model(
     (``purpose`` names the caller in the error), None for any.
     """
     path = resolve_checkpoint_path(path)
-    checkpoint = read_checkpoint(path)
+    return rebuild_trained_model(path, read_checkpoint(path), dataset, data_root, tasks, purpose)
+
+
+def rebuild_trained_model(
+    path: Path,
+    checkpoint: dict[str, Any],
+    dataset: str | None = None,
+    data_root: str | Path | None = None,
+    tasks: Sequence[str] | None = None,
+    purpose: str = "this tool",
+) -> TrainedModel:
+    """``load_trained_model`` of a checkpoint already read (``read_checkpoint``) from ``path``."""
     config: dict[str, Any] = checkpoint["cnnlab_config"]
     task = task_of_config(config, path).name
     if tasks is not None and task not in tasks:

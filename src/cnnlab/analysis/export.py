@@ -24,7 +24,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnnlab.analysis.checkpoints import TrainedModel, load_trained_model, read_checkpoint, task_of_config
+from cnnlab.analysis.checkpoints import (
+    TrainedModel,
+    read_checkpoint,
+    rebuild_trained_model,
+    task_of_config,
+)
 from cnnlab.analysis.inference import predict_logits
 from cnnlab.errors import CheckpointError, CnnlabError, ConfigError
 from cnnlab.runs.record import RUN_RECORD, git_state, read_run_record, resolve_checkpoint_path
@@ -264,10 +269,8 @@ def check_export(
     )
 
 
-def refuse_dense(ckpt_path: str | Path | None) -> None:
+def refuse_dense(path: Path, config: dict[str, Any]) -> None:
     """Detectors and U-Nets are not exported: their raw outputs are not what a user wants from the file."""
-    path = resolve_checkpoint_path(ckpt_path)
-    config = read_checkpoint(path)["cnnlab_config"]
     task = task_of_config(config, path)
     if task.export_refusal is not None:
         model = str(config["model"]["_target_"]).rsplit(".", 1)[-1]
@@ -306,8 +309,10 @@ def export_checkpoint(
     path = check_request(format, out, overwrite, precision)
     if check_images < 0:
         raise ConfigError(f"check_images={check_images} is invalid; use 0 (no check) or more")
-    refuse_dense(ckpt_path)
-    model = load_trained_model(ckpt_path, data_root=data_root)
+    checkpoint_path = resolve_checkpoint_path(ckpt_path)
+    checkpoint = read_checkpoint(checkpoint_path)  # read once: refused before anything is rebuilt
+    refuse_dense(checkpoint_path, checkpoint["cnnlab_config"])
+    model = rebuild_trained_model(checkpoint_path, checkpoint, data_root=data_root)
     tolerance = (
         tolerance if tolerance is not None else BF16_TOLERANCE if precision == "bf16" else FP32_TOLERANCE
     )
