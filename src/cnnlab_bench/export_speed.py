@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime
 import torch
+from torch import nn
 
 from cnnlab.analysis.checkpoints import load_trained_model
 from cnnlab.analysis.export import INPUT_NAME, OUTPUT_NAME, export_checkpoint, runner_of
@@ -33,9 +34,12 @@ def images_per_second(run: Callable[[], object], batch: int, seconds: float) -> 
     return calls * batch / elapsed
 
 
-def engines(ckpt: str, folder: Path, threads: int) -> dict[str, Callable[[np.ndarray], object]]:
-    """PyTorch eager, onnxruntime and TorchScript, each on ``threads`` threads: float32 array -> logits."""
-    net = load_trained_model(ckpt).net.eval()
+def engines(
+    ckpt: str, net: nn.Module, folder: Path, threads: int
+) -> dict[str, Callable[[np.ndarray], object]]:
+    """PyTorch eager (``net``, loaded from ``ckpt``), onnxruntime and TorchScript, each on ``threads``
+    threads: float32 array -> logits."""
+    net.eval()
     paths = {}
     for format, suffix in (("onnx", ".onnx"), ("torchscript", ".pt")):
         paths[format] = folder / f"{Path(ckpt).name}{suffix}"
@@ -74,7 +78,7 @@ def main() -> None:
         for ckpt in args.runs:
             model = load_trained_model(ckpt)
             shape = model.datamodule.shape
-            runners = engines(ckpt, Path(folder), args.threads)
+            runners = engines(ckpt, model.net, Path(folder), args.threads)
             for batch in args.batches:
                 x = np.random.default_rng(0).standard_normal((batch, *shape), dtype=np.float32)
                 for engine in runners.values():
