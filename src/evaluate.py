@@ -26,11 +26,13 @@ def run(cfg: DictConfig) -> float | None:
                 download=cfg.data.download,
             )
         else:
-            resolve_checkpoint_path(cfg.ckpt_path)  # a wrong path stops here, before the heavy imports
+            # a wrong path stops here, before the heavy imports; a run directory is resolved (and its
+            # fallback checkpoint named) once
+            checkpoint = resolve_checkpoint_path(cfg.ckpt_path)
             from cnnlab.analysis.evaluation import evaluate_checkpoint
 
             metrics = evaluate_checkpoint(
-                cfg.ckpt_path,
+                checkpoint,
                 output_dir=cfg.output_dir,
                 overwrite=cfg.overwrite,
                 dataset=cfg.data.get("name"),

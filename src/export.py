@@ -21,9 +21,11 @@ def run(cfg: DictConfig) -> None:
         task = task_of_trained(cfg.ckpt_path)
         if task is not None and task.export_refusal:  # a HOG + SVM run
             raise CheckpointError(f"{cfg.ckpt_path} is {task.export_refusal}")
-        resolve_checkpoint_path(cfg.ckpt_path)  # a wrong path stops here, before the model is built
+        # a wrong path stops here, before the model is built; a run directory is resolved (and its fallback
+        # checkpoint named) once
+        checkpoint = resolve_checkpoint_path(cfg.ckpt_path)
         export_checkpoint(
-            cfg.ckpt_path,
+            checkpoint,
             cfg.format,
             cfg.out,
             overwrite=cfg.overwrite,

@@ -21,11 +21,13 @@ def run(cfg: DictConfig) -> None:
             run_dir = classical_run(cfg.ckpt_path)
             task.resolve("predict")(run_dir, cfg.image, cfg.output, cfg.overwrite, cfg.top_k, dataset=dataset)
             return
-        resolve_checkpoint_path(cfg.ckpt_path)  # a wrong path stops here, before the heavy imports
+        # a wrong path stops here, before the heavy imports; a run directory is resolved (and its fallback
+        # checkpoint named) once
+        checkpoint = resolve_checkpoint_path(cfg.ckpt_path)
         from cnnlab.analysis.prediction import predict
 
         predict(
-            cfg.ckpt_path,
+            checkpoint,
             cfg.image,
             output=cfg.output,
             overwrite=cfg.overwrite,
