@@ -12,9 +12,6 @@ from cnnlab.runs.sweeps import register_resolvers
 
 register_resolvers()  # before Hydra resolves hydra.sweep.subdir
 
-# classification, detection (mAP@0.5), segmentation (mIoU)
-BEST_VALIDATION = ("best_val_acc", "best_val_map_50", "best_val_miou")
-
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def run(cfg: DictConfig) -> float | None:
@@ -27,11 +24,12 @@ def run(cfg: DictConfig) -> float | None:
         check_before_imports(cfg)  # data root, learning rate, accelerator: before torch and Lightning load
         from cnnlab.pipeline import train
         from cnnlab.runs.distributed import ranks_join_this_job
+        from cnnlab.tasks import task_of_record
 
         with ranks_join_this_job(cfg):
             # the value a Hydra sweeper (e.g. Optuna) optimises: the task's best validation figure
             record = train(cfg)
-            return next((record[key] for key in BEST_VALIDATION if record.get(key) is not None), None)
+            return record.get(task_of_record(record).best_val_field)
     return float("nan")  # a failed sweep job: sweepers count NaN as a failed trial
 
 
