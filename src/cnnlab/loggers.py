@@ -25,7 +25,14 @@ from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
 from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
 
 from cnnlab.runs.identity import defines_the_run
-from cnnlab.runs.record import HPARAM_SETTINGS, current_choices, hparam_metrics, hparams, task_overrides
+from cnnlab.runs.record import (
+    HPARAM_SETTINGS,
+    current_choices,
+    hparam_metrics,
+    hparam_value,
+    hparams,
+    task_overrides,
+)
 
 # the HParams column an override's key shows under, where it is not the key itself
 _COLUMN_OF_SETTING = {key: column for column, key in HPARAM_SETTINGS.items()}
@@ -128,7 +135,7 @@ def hparams_summaries(
     session = plugin_data_pb2.SessionStartInfo()
     infos = []
     for name in sorted(values, key=lambda name: name not in swept):  # stable: the given order otherwise
-        value = _hparam_value(values[name])
+        value = hparam_value(values[name])
         if isinstance(value, bool):  # before int: a bool is an int, and the tab would show 0 / 1
             session.hparams[name].bool_value = value
             data_type = api_pb2.DATA_TYPE_BOOL
@@ -202,12 +209,6 @@ def _sweep_record(job_dir: Path) -> Path | None:
         if (folder / "multirun.yaml").is_file():
             return folder / "multirun.yaml"
     return None
-
-
-def _hparam_value(value: Any) -> bool | int | float | str:
-    if value is None:
-        return "none"
-    return value if isinstance(value, (bool, int, float, str)) else str(value)
 
 
 def _hparams_summary(tag: str, content: plugin_data_pb2.HParamsPluginData) -> Summary:

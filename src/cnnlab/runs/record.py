@@ -143,7 +143,7 @@ def saved_choices(run_dir: Path | None) -> dict[str, str | None]:
     return dict(OmegaConf.to_container(choices)) if choices is not None else {}
 
 
-def _hparam_value(value: Any) -> bool | int | float | str:
+def hparam_value(value: Any) -> bool | int | float | str:
     """HParams takes bool / int / float / str only; None and lists become strings."""
     if value is None:
         return "none"
@@ -174,7 +174,7 @@ def hparams(
         if key in shown or not defines_the_run(key):
             continue
         values[key] = choices[key] if key in choices else flat.get(key, raw)
-    return {key: _hparam_value(value) for key, value in values.items()}
+    return {key: hparam_value(value) for key, value in values.items()}
 
 
 def hparam_metrics(record: Mapping[str, Any]) -> dict[str, float]:
