@@ -19,7 +19,6 @@ from cnnlab.errors import CheckpointError
 from cnnlab.runs.identity import defines_the_run
 from cnnlab.runs.run_record import (  # noqa: F401  (the record's names, where callers have found them)
     RUN_RECORD,
-    RunRecord,
     read_run_record,
     write_json_atomic,
 )
