@@ -46,11 +46,16 @@ class TrainedModel:
         return str(self.config["model"]["_target_"]).rsplit(".", 1)[-1]
 
     @cached_property
+    def record(self) -> dict[str, Any]:
+        """The run's record (metrics.json); empty for a checkpoint outside a run directory or without one."""
+        if self.run_dir is None or not (self.run_dir / RUN_RECORD).is_file():
+            return {}
+        return read_run_record(self.run_dir)
+
+    @cached_property
     def archived(self) -> bool:
         """Published with ``python -m results archive`` (its record says where it came from): read-only."""
-        if self.run_dir is None or not (self.run_dir / RUN_RECORD).is_file():
-            return False
-        return "archived_from" in read_run_record(self.run_dir)
+        return "archived_from" in self.record
 
     @property
     def class_names(self) -> list[str]:

@@ -20,10 +20,8 @@ from cnnlab.analysis.reports import write_classification_reports
 from cnnlab.analysis.tensorboard import SummaryWriter, log_evaluation
 from cnnlab.errors import ConfigError
 from cnnlab.runs.record import (
-    RUN_RECORD,
     hparam_metrics,
     hparams,
-    read_run_record,
     saved_choices,
     write_json_atomic,
 )
@@ -124,9 +122,7 @@ def evaluate_checkpoint(
     pictures.update(_network_views(model, images, labels, probabilities, torch_device, out, skipped))
     fit = _curves(model.run_dir, out, skipped)
 
-    record = (
-        read_run_record(model.run_dir) if model.run_dir and (model.run_dir / RUN_RECORD).is_file() else {}
-    )
+    record = model.record
     ece = MulticlassCalibrationError(len(names), n_bins=CALIBRATION_BINS, norm="l1")(probabilities, labels)
     metrics = {
         "checkpoint": str(model.checkpoint_path),
@@ -170,9 +166,7 @@ def _evaluate_dense(
 ) -> dict[str, Any]:
     """A detector's or U-Net's test-canvas analysis (its task's: analysis/detection.py, segmentation.py)."""
     result = model.task.resolve("evaluate")(model, out, device, batch_size)
-    record = (
-        read_run_record(model.run_dir) if model.run_dir and (model.run_dir / RUN_RECORD).is_file() else {}
-    )
+    record = model.record
     metrics = {
         "checkpoint": str(model.checkpoint_path),
         "model": record.get("model", model.model_name),

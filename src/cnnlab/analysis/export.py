@@ -32,7 +32,7 @@ from cnnlab.analysis.checkpoints import (
 )
 from cnnlab.analysis.inference import predict_logits
 from cnnlab.errors import CheckpointError, CnnlabError, ConfigError
-from cnnlab.runs.record import RUN_RECORD, git_state, read_run_record, resolve_checkpoint_path
+from cnnlab.runs.record import git_state, resolve_checkpoint_path
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
 PRECISIONS = ("32", "bf16")
@@ -127,9 +127,7 @@ def metadata(model: TrainedModel, precision: str) -> dict[str, str]:
     """The ``cnnlab.*`` keys, each a JSON value: what a runtime needs to feed the network and read it."""
     datamodule = model.datamodule
     channels, image_size, _ = datamodule.shape
-    record = (
-        read_run_record(model.run_dir) if model.run_dir and (model.run_dir / RUN_RECORD).is_file() else {}
-    )
+    record = model.record
     pixels = "grey" if channels == 1 else "RGB"
     values: dict[str, Any] = {
         "cnnlab.classes": datamodule.classes,
