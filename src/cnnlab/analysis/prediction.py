@@ -13,10 +13,9 @@ from torchvision.transforms.v2 import functional as F
 
 from cnnlab.analysis.checkpoints import TrainedModel, load_trained_model
 from cnnlab.analysis.inference import pick_device, predict_logits, trained_precision
+from cnnlab.data.image_folder import IMAGE_SUFFIXES
 from cnnlab.errors import ConfigError, DataError
 from cnnlab.tasks import CLASSIFY, DETECT
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
 def image_files(path: str | Path | None) -> list[Path]:
