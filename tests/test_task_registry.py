@@ -83,3 +83,10 @@ def test_a_dense_tasks_record_fields_leave_the_classification_figures_null() -> 
     fields = get_task(DETECT).record_fields(0.8, {"test/map": 0.5, "test/map_50": 0.9, "test/ap/7": 0.4})
     assert fields["best_val_map_50"] == pytest.approx(0.8) and fields["test_acc"] is None
     assert fields["per_class_test"] == {"ap/7": 0.4}
+
+
+@pytest.mark.parametrize("task", [CLASSIFY, CLASSICAL])
+def test_a_classification_record_has_no_per_class_test_field(task: str) -> None:
+    fields = get_task(task).record_fields(0.8, {"test/acc": 0.75, "test/f1_macro": 0.7})
+    assert fields["best_val_acc"] == pytest.approx(0.8) and fields["test_acc"] == 0.75
+    assert "per_class_test" not in fields

@@ -75,7 +75,7 @@ class Task:
         record[TASK] = self.name
         record[self.best_val_field] = float(best_score) if best_score is not None else None
         record.update({name: test_metrics.get(key) for key, name in self.test_fields.items()})
-        if self.name != CLASSIFY:
+        if self.data == CANVASES:  # the dense tasks' test metrics come per class too (test/ap/<class>)
             record["per_class_test"] = {
                 key.split("/", 1)[1]: value for key, value in test_metrics.items() if key.count("/") == 2
             }
