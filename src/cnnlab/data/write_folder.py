@@ -15,29 +15,18 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
 from PIL import Image
 from tqdm.auto import tqdm
 
+from cnnlab.configs import CONFIG_DIR
 from cnnlab.data.readers import SOURCES, source
 from cnnlab.errors import ConfigError, exit_on_user_error
 
-# the class names of each dataset's config (conf/data/<name>.yaml), used as the folder names
-CLASS_NAMES = {
-    "cifar10": ["plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"],
-    "mnist": [str(digit) for digit in range(10)],
-    "fashion_mnist": [
-        "t-shirt",
-        "trouser",
-        "pullover",
-        "dress",
-        "coat",
-        "sandal",
-        "shirt",
-        "sneaker",
-        "bag",
-        "boot",
-    ],
-}
+
+def class_names(dataset: str) -> list[str]:
+    """The class names of the dataset's config (conf/data/<name>.yaml), used as the folder names."""
+    return [str(name) for name in OmegaConf.load(Path(CONFIG_DIR) / "data" / f"{dataset}.yaml").classes]
 
 
 def write_split(
@@ -65,18 +54,17 @@ def first_per_class(labels: torch.Tensor, per_class: int | None) -> torch.Tensor
 
 def write_folder(dataset: str, out: Path, root: Path, per_class: int | None = None) -> dict[str, int]:
     """``dataset``'s training and test files as ``out/train`` and ``out/test`` class folders of PNGs."""
-    if dataset not in CLASS_NAMES:
-        raise ConfigError(
-            f"data={dataset} is not a dataset to write out; use one of {', '.join(CLASS_NAMES)}"
-        )
+    if dataset not in SOURCES:
+        raise ConfigError(f"data={dataset} is not a dataset to write out; use one of {', '.join(SOURCES)}")
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"out={out} is not empty; pass a new or empty folder (nothing written)")
+    names = class_names(dataset)
     written = {}
     for split, train in (("train", True), ("test", False)):
         images = source(dataset).read(root, train)
         chosen = first_per_class(images.labels, per_class)
         written[split] = write_split(
-            images.images[chosen], images.labels[chosen], CLASS_NAMES[dataset], out / split, f"{split}/"
+            images.images[chosen], images.labels[chosen], names, out / split, f"{split}/"
         )
     return written
 
@@ -99,8 +87,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     with exit_on_user_error():
         args = parse_args(sys.argv[1:] if argv is None else argv)
         dataset = args.get("data", "cifar10")
-        if dataset not in SOURCES:
-            raise ConfigError(f"data={dataset} is unknown; use one of {', '.join(CLASS_NAMES)}")
         root = Path(args.get("root") or os.environ.get("CNNLAB_DATA", "data")).expanduser()
         per_class = int(args["per_class"]) if args.get("per_class") else None
         out = Path(args["out"]).expanduser()
