@@ -279,3 +279,20 @@ def test_sigkill_after_an_epoch_end_checkpoint_of_a_shortened_epoch_resumes_exac
     resumed = train_run(*recipe, "ckpt_path=last", run_dir=run_dir)
     assert {k: resumed[k] for k in COMPARED} == {k: reference[k] for k in COMPARED}
     assert val_rows(run_dir) == val_rows(Path(reference["run_dir"]))
+
+
+@pytest.mark.parametrize(
+    ("task", "figures"),
+    [
+        ("classify", {"best_val_acc": 0.9, "test_acc": 0.8, "test_f1_macro": 0.7}),
+        ("detect", {"best_val_map_50": 0.6, "test_map": 0.3, "test_map_50": 0.5}),
+        ("segment", {"best_val_miou": 0.6, "test_miou": 0.5, "test_pixel_acc": 0.9}),
+    ],
+)
+def test_a_run_trained_for_longer_keeps_its_shorter_selfs_figures_of_its_task(task, figures) -> None:
+    from cnnlab.pipeline import extended_from
+    from cnnlab.tasks import get_task
+
+    shorter = {"task": task, "epochs": 2, "max_epochs": 2, "train_time_s": 3.0, "finished_at": "t", **figures}
+    kept = extended_from(shorter, get_task(task))
+    assert kept == {"epochs": 2, "max_epochs": 2, **figures, "train_time_s": 3.0, "finished_at": "t"}

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 from hydra.utils import instantiate
@@ -21,29 +23,24 @@ from cnnlab.runs.determinism import configure_determinism
 from cnnlab.runs.distributed import is_global_zero
 from cnnlab.runs.preemption import Preempted, requeue_slurm_job
 from cnnlab.runs.record import common_record, timestamp
-from cnnlab.runs.run_record import (
-    BEST_CHECKPOINT,
-    BEST_VAL_ACC,
-    TEST_ACC,
-    TEST_F1_MACRO,
-    RunRecord,
-    write_run_record,
-)
-from cnnlab.tasks import summary_line, task_of_model
+from cnnlab.runs.run_record import BEST_CHECKPOINT, RunRecord, write_run_record
+from cnnlab.tasks import Task, summary_line, task_of_model
 
 log = logging.getLogger(__name__)
 
 
-# what a run trained for longer keeps of its shorter self's record (``extended_from``)
-EXTENDED_FIELDS = (
-    "epochs",
-    "max_epochs",
-    BEST_VAL_ACC,
-    TEST_ACC,
-    TEST_F1_MACRO,
-    "train_time_s",
-    "finished_at",
-)
+def extended_from(previous: Mapping[str, Any], task: Task) -> dict[str, Any]:
+    """What a run trained for longer keeps of its shorter self's record: its length, its task's figures
+    (best validation, test), its time."""
+    kept = (
+        "epochs",
+        "max_epochs",
+        task.best_val_field,
+        *task.test_fields.values(),
+        "train_time_s",
+        "finished_at",
+    )
+    return {key: previous.get(key) for key in kept}
 
 
 def train(cfg: DictConfig) -> RunRecord:
@@ -83,7 +80,7 @@ def train(cfg: DictConfig) -> RunRecord:
         record["finished_at"] = timestamp(datetime.now(timezone.utc))
         record["resumed_from"] = os.path.relpath(resumed_from, output_dir) if resumed_from else None
         if previous is not None:
-            record["extended_from"] = {key: previous.get(key) for key in EXTENDED_FIELDS}
+            record["extended_from"] = extended_from(previous, task)
         if not is_global_zero():  # DDP: rank 0 writes the record
             return record
         record = write_run_record(output_dir, record)
