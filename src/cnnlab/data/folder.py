@@ -30,7 +30,12 @@ from PIL import Image, ImageOps
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from cnnlab.data.datamodule import ImageDataModule, IndexedImages, worker_start_method
+from cnnlab.data.datamodule import (
+    ImageDataModule,
+    IndexedImages,
+    resolve_num_workers,
+    worker_start_method,
+)
 from cnnlab.data.device_loader import MEMORY_SHARE, free_memory_bytes
 from cnnlab.data.image_folder import (
     FOLDER_DATAMODULE,
@@ -393,10 +398,10 @@ class FolderDataModule(ImageDataModule):
         paths = self.folder_split.paths(split)
         channels, size = self._decode_settings
         keep = not self.stream or split == "test"
-        workers = self._num_workers_setting
-        workers = (os.cpu_count() or 2) if workers == "auto" else int(workers)
-        cache_dir = self.cache_path
-        result = decode(paths, channels, size, cache_dir, workers, f"{split} images", keep)
+        # data.num_workers as the loaders read it: auto then decodes on every core this process may use
+        # (decode_workers), at most MAX_DECODE_WORKERS
+        workers = resolve_num_workers(self._num_workers_setting)
+        result = decode(paths, channels, size, self.cache_path, workers, f"{split} images", keep)
         if result.bad:
             self._bad_files(split, paths, result.bad)
         return result
@@ -424,21 +429,18 @@ class FolderDataModule(ImageDataModule):
             lines = [f"{paths[i]}\t{why}" for i, why in bad.items()]
             listed.write_text("".join(f"{line}\n" for line in dict.fromkeys([*previous, *lines])))
 
-    def _labelled(self, split: str) -> tuple[list[Path], torch.Tensor, Decoded]:
-        """``split``'s readable files, labels and decoding."""
+    def _labelled(self, split: str) -> tuple[list[Path], torch.Tensor, Decoded, list[int]]:
+        """``split``'s readable files, their labels, the split's decoding and the readable positions."""
         decoded = self.decoded(split)
-        keep = [i for i in range(len(self.folder_split.rows(split))) if i not in decoded.bad]
         paths = self.folder_split.paths(split)
+        keep = [i for i in range(len(paths)) if i not in decoded.bad]
         labels = torch.tensor(self.folder_split.split_labels(split), dtype=torch.int64)
-        return [paths[i] for i in keep], labels[keep], decoded
+        return [paths[i] for i in keep], labels[keep], decoded, keep
 
     def _split_of(self, split: str) -> ImageSplit:
-        paths, labels, decoded = self._labelled(split)
-        images = decoded.images
-        assert images is not None
-        if decoded.bad:
-            images = images[[i for i in range(len(images)) if i not in decoded.bad]]
-        return ImageSplit(images, labels)
+        _, labels, decoded, keep = self._labelled(split)
+        assert decoded.images is not None
+        return ImageSplit(decoded.images[keep] if decoded.bad else decoded.images, labels)
 
     def check_all(self) -> None:
         """Decode (or check) every split before training: an unreadable file stops the run now, not after
@@ -476,11 +478,11 @@ class FolderDataModule(ImageDataModule):
         worker_transform = self.train_transform if self.per_image_augment else None
         channels, size = self._decode_settings
         if self.stream:
-            paths, labels, _ = self._labelled("train")
+            paths, labels, _, _ = self._labelled("train")
             self.train_set = ImageFiles(paths, labels, channels, size, worker_transform)
             self.train_indices = torch.arange(len(paths))
             if self.val_size:
-                val_paths, val_labels, _ = self._labelled("val")
+                val_paths, val_labels, _, _ = self._labelled("val")
                 self.val_set = ImageFiles(val_paths, val_labels, channels, size)
                 self.val_size = len(val_paths)
             return
