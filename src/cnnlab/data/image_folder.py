@@ -15,7 +15,7 @@ import csv
 import logging
 import os
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,18 +62,6 @@ class FolderSplit:
         for label, split in zip(self.labels, self.splits, strict=True):
             counts[split][self.classes[label]] += 1
         return counts
-
-    def without(self, files: Iterable[str]) -> FolderSplit:
-        """The same split without ``files`` (skipped unreadable images)."""
-        dropped = set(files)
-        keep = [i for i, file in enumerate(self.files) if file not in dropped]
-        return FolderSplit(
-            self.root,
-            self.classes,
-            [self.files[i] for i in keep],
-            [self.labels[i] for i in keep],
-            [self.splits[i] for i in keep],
-        )
 
     def summary(self) -> str:
         """One line: the folder, its classes and the images per class in each split."""
