@@ -88,7 +88,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         args = parse_args(sys.argv[1:] if argv is None else argv)
         dataset = args.get("data", "cifar10")
         root = Path(args.get("root") or os.environ.get("CNNLAB_DATA", "data")).expanduser()
-        per_class = int(args["per_class"]) if args.get("per_class") else None
+        per_class = None
+        if args.get("per_class"):
+            if not args["per_class"].isdigit() or int(args["per_class"]) < 1:
+                raise ConfigError(
+                    f"per_class={args['per_class']} is invalid; use a positive number of images per class"
+                )
+            per_class = int(args["per_class"])
         out = Path(args["out"]).expanduser()
         written = write_folder(dataset, out, root, per_class)
         print(
