@@ -113,3 +113,10 @@ def test_a_first_ctrl_c_stops_after_the_batch_and_a_second_at_once(tmp_path, cap
         callback.on_train_batch_end(trainer, None)
     assert (tmp_path / "last.ckpt").read_bytes() == b"saved"
     assert stop.value.code == 130 and stop.value.reason == "stopped by Ctrl-C (SIGINT)"
+    assert not stop.value.requeue  # a person stopped it: a SLURM job is not run again
+
+    callback.on_train_start(trainer, None)
+    callback._notice(signal.SIGTERM, None)
+    with pytest.raises(Preempted) as stop:
+        callback.on_train_batch_end(trainer, None)
+    assert stop.value.requeue  # a scheduler's notice: requeued, as conf/callbacks/preemption.yaml asks

@@ -21,7 +21,8 @@ log = logging.getLogger(__name__)
 class Preemption(L.Callback):
     """On one of ``signals`` during training: finish the batch, save ``dirpath/last.ckpt``, raise Preempted.
 
-    Ctrl-C (SIGINT, when listed) does the same the first time; a second Ctrl-C stops at once, as
+    Ctrl-C (SIGINT, when listed) does the same the first time, but never requeues a SLURM job: a person
+    stopped the run. A second Ctrl-C stops at once, as
     Lightning's own handling of KeyboardInterrupt does, without a new checkpoint.
 
     The checkpoint is taken between two batches, where a resume continues exactly (the batch stream
@@ -83,7 +84,9 @@ class Preemption(L.Callback):
         checkpoint = self.dirpath / "last.ckpt"
         trainer.save_checkpoint(checkpoint, weights_only=False)  # a checkpoint to resume from
         self._restore()
-        raise Preempted(received, trainer.current_epoch, trainer.global_step, checkpoint, self.requeue)
+        # Ctrl-C is a person stopping the run, not a scheduler's notice: the SLURM job is not requeued
+        requeue = self.requeue and received != signal.SIGINT
+        raise Preempted(received, trainer.current_epoch, trainer.global_step, checkpoint, requeue)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._restore()
