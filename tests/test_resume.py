@@ -239,6 +239,7 @@ def test_finished_run_trained_for_longer_continues_on_a_rebuilt_schedule(
     assert longer["extended_from"]["epochs"] == 2 and longer["extended_from"]["test_acc"] == short["test_acc"]
     log = (run_dir / "train.log").read_text()
     assert "training the finished run" in log and "rebuilt for" in log
+    assert "trainer.max_epochs: 2 -> 4" not in log  # the extension asked for, not a drifted setting
     # (the old 2-epoch cosine, kept, would give 0 and then 0.05 again)
     assert lrs_of_the_added_epochs(run_dir) == pytest.approx([rebuilt(2), rebuilt(3)], rel=1e-4)
     assert last_val_acc(run_dir) >= last_val_acc(Path(short["run_dir"])) - 0.1

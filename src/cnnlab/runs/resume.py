@@ -256,11 +256,20 @@ def _warn_config_drift(saved: dict[str, Any] | None, cfg: DictConfig) -> None:
     if not saved:
         return
     current = OmegaConf.to_container(cfg, resolve=True)
-    changed = config_drift(saved, current)
+    now, then = flatten_config(current), flatten_config(saved)
+    # more epochs is what training a run for longer asks for, not a setting that drifted
+    changed = [
+        key
+        for key in config_drift(saved, current)
+        if not (key == "trainer.max_epochs" and _more_epochs(then.get(key), now.get(key)))
+    ]
     if changed:
-        now, then = flatten_config(current), flatten_config(saved)
         shown = ", ".join(f"{key}: {then.get(key)!r} -> {now.get(key)!r}" for key in changed[:5])
         log.warning("resuming with settings that differ from the checkpoint's run: %s", shown)
+
+
+def _more_epochs(before: Any, after: Any) -> bool:
+    return isinstance(before, int) and isinstance(after, int) and 0 <= before < after
 
 
 def _setting(key: str, value: Any) -> Any:
